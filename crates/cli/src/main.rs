@@ -1,0 +1,176 @@
+//! `pkgseed`: the headless daemon and the commands that talk to it over the local control socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use pkgseed_engine::control::{self, ControlRequest};
+use pkgseed_engine::{ArtifactView, Engine, EngineDirs, EngineOptions, Status};
+
+#[derive(Parser)]
+#[command(name = "pkgseed", version, about = "Seed the public packages in your package caches over IPFS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine in the foreground (headless).
+    Daemon {
+        /// `public` joins the public IPFS network; `local` stays on loopback with no bootstrap (tests, benchmarks).
+        #[arg(long, value_parser = ["public", "local"])]
+        network: Option<String>,
+        /// A multiaddr to listen on (repeatable); default: the network profile's.
+        #[arg(long = "listen", value_name = "MULTIADDR")]
+        listen: Vec<String>,
+    },
+    /// Show the running daemon's status.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the seeded artifacts.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the root CID of files (no daemon needed).
+    Cid {
+        #[arg(long, default_value = "unixfs-v1-2025", value_parser = ["unixfs-v1-2025", "unixfs-v0-2015"])]
+        profile: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Stop serving and announcing (survives a restart).
+    Pause,
+    /// Serve and announce again.
+    Resume,
+    /// Rescan every cache now.
+    Scan,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("pkgseed: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pkgseed: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Daemon { network, listen } => daemon(network, listen).await,
+        Command::Status { json } => {
+            let value = ask(ControlRequest::Status).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print_status(&serde_json::from_value(value)?);
+            }
+            Ok(())
+        }
+        Command::Ls { json } => {
+            let value = ask(ControlRequest::Ls).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                let artifacts: Vec<ArtifactView> = serde_json::from_value(value)?;
+                for a in artifacts {
+                    println!("{}  {} {} {}", a.cid, a.ecosystem, a.name, a.version);
+                }
+            }
+            Ok(())
+        }
+        Command::Cid { profile, files } => {
+            let profile = pkgseed_unixfs::Profile::parse(&profile).context("unknown profile")?;
+            for file in files {
+                let dag = pkgseed_unixfs::dag_of_file(&file, profile, false)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                println!("{}  {}", dag.root, file.display());
+            }
+            Ok(())
+        }
+        Command::Pause => ask(ControlRequest::Pause).await.map(|_| println!("paused")),
+        Command::Resume => ask(ControlRequest::Resume).await.map(|_| println!("seeding")),
+        Command::Scan => ask(ControlRequest::Scan).await.map(|_| println!("scan queued")),
+    }
+}
+
+async fn ask(request: ControlRequest) -> Result<serde_json::Value> {
+    let dirs = EngineDirs::from_env()?;
+    Ok(control::request(&dirs.control_socket_path(), &request).await?)
+}
+
+async fn daemon(network: Option<String>, listen: Vec<String>) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PKGSEED_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut options = EngineOptions::from_env()?;
+    options.network_override = network;
+    options.listen_override = listen;
+    let socket_path = options.dirs.control_socket_path();
+    let engine = Engine::start(options).await?;
+    let control_task = control::serve(engine.clone(), &socket_path).await?;
+    let status = engine.status().await;
+    tracing::info!(peer_id = %status.peer_id, listen = ?status.listen_addrs, network = %status.network, "pkgseed is running");
+    wait_for_stop_signal().await;
+    tracing::info!("stopping");
+    control_task.abort();
+    let _ = std::fs::remove_file(&socket_path);
+    engine.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn print_status(status: &Status) {
+    println!("peer id:   {}", status.peer_id);
+    println!("network:   {}", status.network);
+    for addr in &status.listen_addrs {
+        println!("listening: {addr}");
+    }
+    println!("state:     {}", if status.paused { "paused" } else { "seeding" });
+    for (ecosystem, counts) in &status.ecosystems {
+        println!("{ecosystem:>10}: {} artifacts, {} bytes", counts.artifacts, counts.bytes);
+    }
+    println!("served:    {} blocks, {} bytes", status.blocks_served, status.bytes_served);
+    println!("announced: {} keys ({} queued)", status.announced_keys, status.announce_queue_len);
+    if !status.first_scan_done {
+        println!("indexing:  {}/{} files", status.scan.files_done, status.scan.files_total);
+    }
+    for origin in &status.origins {
+        println!("origin:    {} {} [{}] {} files", origin.ecosystem, origin.origin, origin.provenance, origin.artifacts);
+    }
+    if let Some(warning) = &status.identity_warning {
+        println!("warning:   {warning}");
+    }
+}

@@ -1,0 +1,355 @@
+//! The engine and its handle. One place wires the parts: the config, the cache sources, the index, the node and
+//! the watcher. Index updates are serialised through one indexer task (it owns the work queue and runs each
+//! file's blocking work off the async threads); everything else reads shared state.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pkgseed_index::{ArtifactId, Index};
+use pkgseed_node::{Cid, IdentityStorage, Node, NodeConfig, NetworkProfile};
+use pkgseed_sources::CacheSource;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::config::Config;
+use crate::dirs::EngineDirs;
+use crate::indexer::{self, Outcome};
+use crate::status::{ArtifactView, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress, Status};
+use crate::{fs_util, watcher, EngineError};
+
+/// How the engine is started. Overrides win over the config file (the CLI's flags).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub dirs: EngineDirs,
+    pub network_override: Option<String>,
+    pub listen_override: Vec<String>,
+    /// Cache roots are looked up from each package manager's own variables unless given here (tests).
+    pub cargo_home: Option<PathBuf>,
+}
+
+impl EngineOptions {
+    pub fn from_env() -> Result<EngineOptions, EngineError> {
+        Ok(EngineOptions {
+            dirs: EngineDirs::from_env()?,
+            network_override: None,
+            listen_override: Vec::new(),
+            cargo_home: None,
+        })
+    }
+}
+
+/// Work for the indexer task.
+#[derive(Debug)]
+pub(crate) enum Work {
+    /// A path an event or a scan found; it may be new, changed or gone.
+    Path(PathBuf),
+    /// A block read found this artifact's file changed: withdraw it, then look at the path again.
+    Stale(ArtifactId),
+    /// A full scan of every root.
+    Scan,
+    /// Marks the end of the paths queued by a scan.
+    ScanDone { first: bool },
+}
+
+/// What the engine knows about a file a source recognised, seeded or not (for the origins list).
+#[derive(Debug, Clone)]
+pub(crate) struct FoundFile {
+    pub ecosystem: &'static str,
+    pub origin: String,
+    pub provenance: &'static str,
+    pub evidence: String,
+}
+
+pub(crate) struct Shared {
+    pub dirs: EngineDirs,
+    pub config: Mutex<Config>,
+    pub network: String,
+    pub index: Arc<Index>,
+    pub sources: Vec<Arc<dyn CacheSource>>,
+    pub node: Node,
+    pub identity: IdentityStorage,
+    pub paused: AtomicBool,
+    pub files_hashed: AtomicU64,
+    pub first_scan_done: AtomicBool,
+    pub scan: Mutex<ScanProgress>,
+    pub found: Mutex<HashMap<PathBuf, FoundFile>>,
+    pub work: mpsc::UnboundedSender<Work>,
+    pub events: broadcast::Sender<EngineEvent>,
+}
+
+impl Shared {
+    pub(crate) fn emit(&self, event: EngineEvent) {
+        // No subscribers is fine.
+        let _ = self.events.send(event);
+    }
+}
+
+/// The engine handle. Cheap to clone; every shell (CLI daemon, desktop app) drives the engine through it.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+const PAUSE_STATE_FILE: &str = "paused";
+
+impl Engine {
+    /// Opens the index, starts the node, the indexer and the watcher, and queues the first scan.
+    pub async fn start(options: EngineOptions) -> Result<Engine, EngineError> {
+        let dirs = options.dirs.clone();
+        fs_util::create_private_dir(&dirs.data_dir)
+            .map_err(|err| EngineError::io(format!("cannot create {}: {err}", dirs.data_dir.display())))?;
+        std::fs::create_dir_all(&dirs.config_dir)
+            .map_err(|err| EngineError::io(format!("cannot create {}: {err}", dirs.config_dir.display())))?;
+        let config = Config::load(&dirs.config_dir)?;
+        let network = options.network_override.clone().unwrap_or_else(|| config.network.clone());
+        let network_profile = match network.as_str() {
+            "public" => NetworkProfile::Public,
+            "local" => NetworkProfile::Local,
+            other => return Err(EngineError::config(format!("unknown network {other:?}: use public or local"))),
+        };
+        let listen_strings =
+            if options.listen_override.is_empty() { config.listen_addrs.clone() } else { options.listen_override };
+        let mut listen_addrs = Vec::new();
+        for addr in &listen_strings {
+            listen_addrs.push(
+                addr.parse()
+                    .map_err(|err| EngineError::config(format!("--listen {addr:?} is not a multiaddr: {err}")))?,
+            );
+        }
+
+        let index = Arc::new(Index::open(&dirs.index_path())?);
+        let sources = crate::sources_from_config(&config, options.cargo_home.clone());
+        let (keypair, identity) = pkgseed_node::load_or_create_identity(&dirs.data_dir).await?;
+        if let IdentityStorage::File { warning, .. } = &identity {
+            tracing::warn!("{warning}");
+        }
+
+        let (work_tx, work_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(1024);
+        let store = Arc::new(crate::store::IndexBlockStore::new(index.clone(), work_tx.clone()));
+        let node =
+            Node::start(NodeConfig { network: network_profile, listen_addrs, keypair }, store).await?;
+        let paused = dirs.data_dir.join(PAUSE_STATE_FILE).exists();
+        node.set_paused(paused);
+
+        let shared = Arc::new(Shared {
+            dirs,
+            config: Mutex::new(config),
+            network,
+            index,
+            sources,
+            node,
+            identity,
+            paused: AtomicBool::new(paused),
+            files_hashed: AtomicU64::new(0),
+            first_scan_done: AtomicBool::new(false),
+            scan: Mutex::new(ScanProgress::default()),
+            found: Mutex::new(HashMap::new()),
+            work: work_tx,
+            events,
+        });
+
+        // Everything already indexed is served and announced at once; the scan then confirms it without rehashing.
+        let records = shared.index.artifacts()?;
+        shared.node.announce(records.iter().flat_map(announced_cids).collect());
+
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(run_indexer(shared.clone(), work_rx)));
+        tasks.push(tokio::spawn(watcher::run(shared.clone(), stop_rx)));
+        let _ = shared.work.send(Work::Scan);
+        Ok(Engine { shared, stop: Arc::new(Mutex::new(Some(stop_tx))), tasks: Arc::new(Mutex::new(tasks)) })
+    }
+
+    pub async fn status(&self) -> Status {
+        let shared = &self.shared;
+        let node_stats = shared.node.stats().await;
+        let mut ecosystems: BTreeMap<String, EcosystemCounts> = BTreeMap::new();
+        for record in shared.index.artifacts().unwrap_or_default() {
+            let counts = ecosystems.entry(record.ecosystem.clone()).or_default();
+            counts.artifacts += 1;
+            counts.bytes += record.size_bytes;
+        }
+        let mut origins: BTreeMap<(String, String), OriginStatus> = BTreeMap::new();
+        for found in shared.found.lock().unwrap().values() {
+            let entry = origins.entry((found.ecosystem.to_string(), found.origin.clone())).or_insert_with(|| {
+                OriginStatus {
+                    ecosystem: found.ecosystem.to_string(),
+                    origin: found.origin.clone(),
+                    provenance: found.provenance.to_string(),
+                    evidence: found.evidence.clone(),
+                    artifacts: 0,
+                }
+            });
+            entry.artifacts += 1;
+        }
+        let (identity_storage, identity_warning) = match &shared.identity {
+            IdentityStorage::Keyring => ("keyring".to_string(), None),
+            IdentityStorage::File { warning, .. } => ("file".to_string(), Some(warning.clone())),
+        };
+        Status {
+            peer_id: shared.node.peer_id().to_string(),
+            listen_addrs: shared.node.listen_addrs().await.iter().map(|a| a.to_string()).collect(),
+            network: shared.network.clone(),
+            paused: shared.paused.load(Ordering::SeqCst),
+            ecosystems,
+            connected_peers: node_stats.connected_peers,
+            blocks_served: node_stats.blocks_served,
+            bytes_served: node_stats.bytes_served,
+            files_hashed: shared.files_hashed.load(Ordering::SeqCst),
+            announced_keys: node_stats.announced_keys,
+            announce_queue_len: node_stats.announce_queue_len,
+            first_scan_done: shared.first_scan_done.load(Ordering::SeqCst),
+            scan: shared.scan.lock().unwrap().clone(),
+            origins: origins.into_values().collect(),
+            identity_storage,
+            identity_warning,
+            index_disk_bytes: shared.index.disk_bytes().unwrap_or(0),
+            cid_profile: shared.config.lock().unwrap().cid_profile.clone(),
+        }
+    }
+
+    /// Every seeded artifact.
+    pub fn artifacts(&self) -> Result<Vec<ArtifactView>, EngineError> {
+        let mut views: Vec<ArtifactView> = self.shared.index.artifacts()?.iter().map(ArtifactView::from).collect();
+        views.sort_by(|a, b| (&a.ecosystem, &a.name, &a.version, &a.path).cmp(&(&b.ecosystem, &b.name, &b.version, &b.path)));
+        Ok(views)
+    }
+
+    /// Pauses or resumes serving and announcing; the state survives a restart.
+    pub fn set_paused(&self, paused: bool) -> Result<(), EngineError> {
+        let marker = self.shared.dirs.data_dir.join(PAUSE_STATE_FILE);
+        let result = if paused { fs_util::write_atomically(&marker, b"") } else { remove_if_exists(&marker) };
+        result.map_err(|err| EngineError::io(format!("cannot record the pause state: {err}")))?;
+        self.shared.node.set_paused(paused);
+        if self.shared.paused.swap(paused, Ordering::SeqCst) != paused {
+            self.shared.emit(EngineEvent::PausedChanged { paused });
+        }
+        Ok(())
+    }
+
+    /// Queues a full scan of every cache root.
+    pub fn rescan(&self) {
+        let _ = self.shared.work.send(Work::Scan);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.shared.events.subscribe()
+    }
+
+    pub fn dirs(&self) -> &EngineDirs {
+        &self.shared.dirs
+    }
+
+    /// Stops the watcher and the indexer, then the node.
+    pub async fn shutdown(self) {
+        if let Some(stop) = self.stop.lock().unwrap().take() {
+            let _ = stop.send(());
+        }
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap());
+        for task in tasks {
+            task.abort();
+        }
+        self.shared.node.clone().shutdown().await;
+    }
+}
+
+fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// The keys announced for an artifact: its root CID and, when it has one, its checksum CID.
+pub(crate) fn announced_cids(record: &pkgseed_index::ArtifactRecord) -> Vec<Cid> {
+    std::iter::once(&record.root_cid)
+        .chain(record.checksum_cid.as_ref())
+        .filter_map(|text| text.parse().ok())
+        .collect()
+}
+
+/// The indexer task: a FIFO of unique work items, each run off the async threads.
+async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<Work>) {
+    let mut queue: VecDeque<Work> = VecDeque::new();
+    let mut queued_paths: HashSet<PathBuf> = HashSet::new();
+    let mut first_scan = true;
+    loop {
+        if queue.is_empty() {
+            match work_rx.recv().await {
+                Some(work) => enqueue(&mut queue, &mut queued_paths, work),
+                None => return,
+            }
+        }
+        while let Ok(work) = work_rx.try_recv() {
+            enqueue(&mut queue, &mut queued_paths, work);
+        }
+        let Some(work) = queue.pop_front() else { continue };
+        match work {
+            Work::Path(path) => {
+                queued_paths.remove(&path);
+                let shared_for_task = shared.clone();
+                let outcome =
+                    tokio::task::spawn_blocking(move || indexer::process_path(&shared_for_task, &path)).await;
+                if let Ok(outcome) = outcome {
+                    note_scan_progress(&shared, &outcome);
+                }
+            }
+            Work::Stale(id) => {
+                let shared_for_task = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || indexer::withdraw_stale(&shared_for_task, id)).await;
+            }
+            Work::Scan => {
+                let shared_for_task = shared.clone();
+                let paths = tokio::task::spawn_blocking(move || indexer::scan_roots(&shared_for_task))
+                    .await
+                    .unwrap_or_default();
+                {
+                    let mut scan = shared.scan.lock().unwrap();
+                    *scan = ScanProgress { files_done: 0, files_total: paths.len() as u64, bytes_hashed: 0 };
+                }
+                for path in paths {
+                    enqueue(&mut queue, &mut queued_paths, Work::Path(path));
+                }
+                queue.push_back(Work::ScanDone { first: first_scan });
+                first_scan = false;
+            }
+            Work::ScanDone { first } => {
+                if first {
+                    shared.first_scan_done.store(true, Ordering::SeqCst);
+                    shared.emit(EngineEvent::FirstScanDone);
+                }
+                let progress = shared.scan.lock().unwrap().clone();
+                shared.emit(EngineEvent::ScanProgress(progress));
+            }
+        }
+    }
+}
+
+fn enqueue(queue: &mut VecDeque<Work>, queued_paths: &mut HashSet<PathBuf>, work: Work) {
+    if let Work::Path(path) = &work {
+        if !queued_paths.insert(path.clone()) {
+            return;
+        }
+    }
+    queue.push_back(work);
+}
+
+fn note_scan_progress(shared: &Shared, outcome: &Outcome) {
+    let mut scan = shared.scan.lock().unwrap();
+    if scan.files_done < scan.files_total {
+        scan.files_done += 1;
+    }
+    if let Outcome::Seeded { hashed_bytes, .. } = outcome {
+        scan.bytes_hashed += hashed_bytes;
+    }
+    // A progress event every 256 files keeps a 100k-file first scan visible without flooding subscribers.
+    if scan.files_done % 256 == 0 || scan.files_done == scan.files_total {
+        let progress = scan.clone();
+        drop(scan);
+        shared.emit(EngineEvent::ScanProgress(progress));
+    }
+}

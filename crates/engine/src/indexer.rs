@@ -1,0 +1,226 @@
+//! What happens to one path: ask its source what it is, apply the provenance gate, and for a public artifact read
+//! it ONCE to get both the registry checksum check and the UnixFS DAG, then record its block map in the index and
+//! queue its root and checksum CIDs for announcement. Also full scans and withdrawals.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use pkgseed_index::{ArtifactId, ArtifactRecord, FileStamp};
+use pkgseed_sources::{ArtifactIdentity, CacheSource, ChecksumAlgo, Provenance};
+use pkgseed_unixfs::{BlockKind, DigestAlgo, PlannedBlock, MAX_BLOCK_BYTES};
+
+use crate::engine::{announced_cids, FoundFile, Shared};
+use crate::status::EngineEvent;
+
+/// What processing one path did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Indexed and queued for announcement; `hashed_bytes` is 0 when the index already had it unchanged.
+    Seeded { hashed_bytes: u64 },
+    /// Recognised but not seeded (private, unknown, partial, corrupt, changed while read).
+    NotSeeded(String),
+    /// Not a path any source knows.
+    Ignored,
+    /// The file is gone.
+    Gone,
+}
+
+pub(crate) fn process_path(shared: &Shared, path: &Path) -> Outcome {
+    let Some(source) = shared.sources.iter().find(|s| s.is_candidate(path)) else {
+        return Outcome::Ignored;
+    };
+    match std::fs::symlink_metadata(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            shared.found.lock().unwrap().remove(path);
+            withdraw_path(shared, path, "deleted");
+            return Outcome::Gone;
+        }
+        Err(err) => {
+            withdraw_path(shared, path, "unreadable");
+            return Outcome::NotSeeded(format!("cannot stat: {err}"));
+        }
+        Ok(_) => {}
+    }
+    let identity = match source.describe(path) {
+        Ok(identity) => identity,
+        Err(reason) => {
+            shared.found.lock().unwrap().remove(path);
+            withdraw_path(shared, path, &reason.to_string());
+            tracing::debug!(path = %path.display(), %reason, "not an artifact");
+            return Outcome::NotSeeded(reason.to_string());
+        }
+    };
+    let (provenance, evidence) = match &identity.provenance {
+        Provenance::Public { evidence } => ("public", evidence.clone()),
+        Provenance::Private { reason } => ("private", reason.clone()),
+        Provenance::Unknown { reason } => ("unknown", reason.clone()),
+    };
+    shared.found.lock().unwrap().insert(
+        path.to_path_buf(),
+        FoundFile { ecosystem: identity.ecosystem, origin: identity.origin.clone(), provenance, evidence },
+    );
+    if provenance != "public" {
+        withdraw_path(shared, path, "not public");
+        return Outcome::NotSeeded(format!("origin {} is {provenance}", identity.origin));
+    }
+    match index_public_artifact(shared, source.as_ref(), path, &identity) {
+        Ok(outcome) => outcome,
+        Err(reason) => {
+            withdraw_path(shared, path, &reason);
+            tracing::info!(path = %path.display(), %reason, "not seeded");
+            Outcome::NotSeeded(reason)
+        }
+    }
+}
+
+fn index_public_artifact(
+    shared: &Shared,
+    _source: &dyn CacheSource,
+    path: &Path,
+    identity: &ArtifactIdentity,
+) -> Result<Outcome, String> {
+    let checksum = identity.checksum.as_ref().ok_or("no registry checksum recorded")?;
+    let profile = shared.config.lock().unwrap().profile();
+    let metadata = std::fs::symlink_metadata(path).map_err(|err| format!("cannot stat: {err}"))?;
+    if !metadata.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    let stamp = FileStamp::of(&metadata);
+    let existing = shared.index.artifact_by_path(path).map_err(|err| err.to_string())?;
+    if let Some(record) = &existing {
+        if record_stamp(record) == stamp
+            && record.profile == profile.name()
+            && record.origin == identity.origin
+            && record.registry_checksum == checksum.to_prefixed_hex()
+        {
+            return Ok(Outcome::Seeded { hashed_bytes: 0 });
+        }
+    }
+
+    let dag = pkgseed_unixfs::dag_of_file(path, profile, checksum.algo == ChecksumAlgo::Sha512)
+        .map_err(|err| format!("cannot read: {err}"))?;
+    shared.files_hashed.fetch_add(1, Ordering::SeqCst);
+    let after = std::fs::symlink_metadata(path).map(|m| FileStamp::of(&m)).ok();
+    if after != Some(stamp) || dag.size_bytes != stamp.size_bytes {
+        // Written to while we read it: the watcher will bring it back when it settles.
+        return Err("changed while being read".into());
+    }
+    let (digest_algo, computed): (DigestAlgo, &[u8]) = match checksum.algo {
+        ChecksumAlgo::Sha256 => (DigestAlgo::Sha256, &dag.sha256),
+        ChecksumAlgo::Sha512 => (DigestAlgo::Sha512, dag.sha512.as_ref().map(|d| &d[..]).unwrap_or(&[])),
+    };
+    if computed != checksum.digest.as_slice() {
+        return Err("bytes do not match the registry checksum (partial or corrupt)".into());
+    }
+
+    let mut blocks: Vec<PlannedBlock> = dag.blocks.clone();
+    let checksum_cid = if dag.size_bytes <= MAX_BLOCK_BYTES {
+        let cid = pkgseed_unixfs::checksum_cid(digest_algo, &checksum.digest).map_err(|err| err.to_string())?;
+        blocks.push(PlannedBlock { cid, kind: BlockKind::WholeFile(digest_algo), offset: 0, len: dag.size_bytes });
+        Some(cid.to_string())
+    } else {
+        None
+    };
+    let record = ArtifactRecord {
+        id: 0,
+        ecosystem: identity.ecosystem.to_string(),
+        name: identity.name.clone(),
+        version: identity.version.clone(),
+        origin: identity.origin.clone(),
+        path: path.to_path_buf(),
+        size_bytes: stamp.size_bytes,
+        mtime_ns: stamp.mtime_ns,
+        inode: stamp.inode,
+        root_cid: dag.root.to_string(),
+        profile: profile.name().to_string(),
+        checksum_cid,
+        registry_checksum: checksum.to_prefixed_hex(),
+    };
+    if let Some(old) = &existing {
+        withdraw_record(shared, old, "replaced");
+    }
+    shared.index.put_artifact(record.clone(), &blocks).map_err(|err| err.to_string())?;
+    shared.node.announce(announced_cids(&record));
+    shared.emit(EngineEvent::ArtifactSeeded {
+        ecosystem: record.ecosystem.clone(),
+        name: record.name.clone(),
+        version: record.version.clone(),
+        cid: record.root_cid.clone(),
+    });
+    tracing::info!(name = %record.name, version = %record.version, cid = %record.root_cid, "seeding");
+    Ok(Outcome::Seeded { hashed_bytes: dag.size_bytes })
+}
+
+fn record_stamp(record: &ArtifactRecord) -> FileStamp {
+    FileStamp { size_bytes: record.size_bytes, mtime_ns: record.mtime_ns, inode: record.inode }
+}
+
+/// Removes the artifact indexed at `path`, if any.
+fn withdraw_path(shared: &Shared, path: &Path, reason: &str) {
+    if let Ok(Some(record)) = shared.index.artifact_by_path(path) {
+        withdraw_record(shared, &record, reason);
+    }
+}
+
+fn withdraw_record(shared: &Shared, record: &ArtifactRecord, reason: &str) {
+    if let Err(err) = shared.index.remove_artifact(record.id) {
+        tracing::error!(path = %record.path.display(), %err, "cannot withdraw");
+        return;
+    }
+    // A key another artifact still serves (the same file in two places) stays announced.
+    let gone: Vec<_> = announced_cids(record)
+        .into_iter()
+        .filter(|cid| !shared.index.has_block(cid).unwrap_or(false))
+        .collect();
+    shared.node.withdraw(gone);
+    tracing::info!(path = %record.path.display(), reason, "withdrawn");
+    shared.emit(EngineEvent::ArtifactWithdrawn { path: record.path.display().to_string(), reason: reason.into() });
+}
+
+/// A block read found the file changed: withdraw now, then look at the path again (it may still be an artifact).
+pub(crate) fn withdraw_stale(shared: &Shared, id: ArtifactId) {
+    let Ok(Some(record)) = shared.index.artifacts().map(|all| all.into_iter().find(|r| r.id == id)) else {
+        return;
+    };
+    withdraw_record(shared, &record, "changed on disk");
+    let _ = shared.work.send(crate::engine::Work::Path(record.path.clone()));
+}
+
+/// Lists every candidate file under the enabled sources' roots and withdraws indexed artifacts that are gone.
+pub(crate) fn scan_roots(shared: &Shared) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for source in &shared.sources {
+        for root in source.roots() {
+            walk(&root, source.as_ref(), &mut found);
+        }
+    }
+    let present: HashSet<&PathBuf> = found.iter().collect();
+    for record in shared.index.artifacts().unwrap_or_default() {
+        if !present.contains(&record.path) {
+            withdraw_record(shared, &record, "no longer in the cache");
+        }
+    }
+    found
+}
+
+/// Depth-first walk that never follows symlinks; unreadable dirs are logged and skipped.
+fn walk(dir: &Path, source: &dyn CacheSource, found: &mut Vec<PathBuf>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), %err, "cannot read cache dir");
+            }
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => walk(&path, source, found),
+            Ok(_) if source.is_candidate(&path) => found.push(path),
+            _ => {}
+        }
+    }
+}

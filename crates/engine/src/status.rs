@@ -1,0 +1,98 @@
+//! The views the engine hands to shells: status, seeded artifacts, and the events they can subscribe to.
+//! These are also the JSON the CLI prints, so field names are a public contract.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcosystemCounts {
+    pub artifacts: u64,
+    pub bytes: u64,
+}
+
+/// One origin (registry) found in a cache, seeded or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginStatus {
+    pub ecosystem: String,
+    pub origin: String,
+    /// `public`, `private` or `unknown`; only `public` is seeded.
+    pub provenance: String,
+    /// Why, in words (the evidence or the reason).
+    pub evidence: String,
+    /// Artifact files found from this origin.
+    pub artifacts: u64,
+}
+
+/// Progress of the current (or last) full scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanProgress {
+    pub files_done: u64,
+    pub files_total: u64,
+    pub bytes_hashed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub network: String,
+    pub paused: bool,
+    pub ecosystems: BTreeMap<String, EcosystemCounts>,
+    pub connected_peers: usize,
+    pub blocks_served: u64,
+    pub bytes_served: u64,
+    /// Files hashed since this engine started; an unchanged file is never rehashed after a restart.
+    pub files_hashed: u64,
+    pub announced_keys: usize,
+    pub announce_queue_len: usize,
+    pub first_scan_done: bool,
+    pub scan: ScanProgress,
+    pub origins: Vec<OriginStatus>,
+    /// `keyring` or `file`.
+    pub identity_storage: String,
+    pub identity_warning: Option<String>,
+    pub index_disk_bytes: u64,
+    pub cid_profile: String,
+}
+
+/// One seeded artifact, as `pkgseed ls --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactView {
+    pub ecosystem: String,
+    pub name: String,
+    pub version: String,
+    pub path: String,
+    pub size: u64,
+    pub cid: String,
+    pub checksum_cid: Option<String>,
+    pub registry_checksum: String,
+    pub origin: String,
+}
+
+impl From<&pkgseed_index::ArtifactRecord> for ArtifactView {
+    fn from(record: &pkgseed_index::ArtifactRecord) -> Self {
+        ArtifactView {
+            ecosystem: record.ecosystem.clone(),
+            name: record.name.clone(),
+            version: record.version.clone(),
+            path: record.path.display().to_string(),
+            size: record.size_bytes,
+            cid: record.root_cid.clone(),
+            checksum_cid: record.checksum_cid.clone(),
+            registry_checksum: record.registry_checksum.clone(),
+            origin: record.origin.clone(),
+        }
+    }
+}
+
+/// What the engine tells subscribers (tray, dashboard) as it happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EngineEvent {
+    ArtifactSeeded { ecosystem: String, name: String, version: String, cid: String },
+    ArtifactWithdrawn { path: String, reason: String },
+    PausedChanged { paused: bool },
+    ScanProgress(ScanProgress),
+    FirstScanDone,
+}
