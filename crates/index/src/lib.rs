@@ -1,11 +1,31 @@
 //! The artifact index (a transactional embedded DB, crash-safe) and the zero-copy block store: a block is read
 //! from the cache file on demand and its hash verified before it is returned.
 //! (API contract for the other crates; the implementation is owned by this crate.)
+//!
+//! Layout (redb, one file):
+//! - `artifacts`: artifact id → JSON [`ArtifactRecord`]
+//! - `paths`: path bytes → artifact id (one artifact per path)
+//! - `blocks`: multimap CID bytes → encoded location (artifact, kind, offset, len). Two artifacts may hold the same
+//!   CID; each keeps its own location, so removing one never removes the other's.
+//! - `artifact_blocks`: multimap artifact id → CID bytes (what to withdraw / delete when the artifact goes)
+//! - `interior`: CID bytes → encoded interior node; kept while at least one interior location refers to it
+//! - `meta`: `schema_version`, `next_id`
 
+mod location;
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use cid::Cid;
-use pkgseed_unixfs::PlannedBlock;
+use pkgseed_unixfs::{BlockKind, PlannedBlock, MAX_BLOCK_BYTES};
+use redb::{
+    Database, MultimapTableDefinition, ReadableMultimapTable, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
+};
+
+use crate::location::{LocKind, Location};
 
 pub type ArtifactId = u64;
 
@@ -30,6 +50,17 @@ pub struct ArtifactRecord {
     pub registry_checksum: String,
 }
 
+impl ArtifactRecord {
+    /// The file identity recorded when the artifact was indexed.
+    pub fn stamp(&self) -> FileStamp {
+        FileStamp {
+            size_bytes: self.size_bytes,
+            mtime_ns: self.mtime_ns,
+            inode: self.inode,
+        }
+    }
+}
+
 /// The file identity the index compares to decide whether a file must be rehashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
@@ -40,8 +71,46 @@ pub struct FileStamp {
 
 impl FileStamp {
     pub fn of(metadata: &std::fs::Metadata) -> FileStamp {
-        todo!()
+        FileStamp {
+            size_bytes: metadata.len(),
+            mtime_ns: mtime_ns(metadata),
+            inode: inode(metadata),
+        }
     }
+
+    /// The stamp of the file at `path` (following symlinks).
+    pub fn of_path(path: &Path) -> std::io::Result<FileStamp> {
+        Ok(FileStamp::of(&std::fs::metadata(path)?))
+    }
+}
+
+#[cfg(unix)]
+fn mtime_ns(metadata: &std::fs::Metadata) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    // `mtime` is seconds (possibly negative), `mtime_nsec` is always in 0..1e9.
+    i128::from(metadata.mtime()) * 1_000_000_000 + i128::from(metadata.mtime_nsec())
+}
+
+#[cfg(not(unix))]
+fn mtime_ns(metadata: &std::fs::Metadata) -> i128 {
+    match metadata.modified() {
+        Ok(time) => match time.duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => after.as_nanos() as i128,
+            Err(before) => -(before.duration().as_nanos() as i128),
+        },
+        Err(_) => 0,
+    }
+}
+
+#[cfg(unix)]
+fn inode(metadata: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    metadata.ino()
+}
+
+#[cfg(not(unix))]
+fn inode(_metadata: &std::fs::Metadata) -> u64 {
+    0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,48 +119,610 @@ pub enum IndexError {
     Db(String),
     #[error("index I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The caller handed the index something inconsistent (e.g. a block range outside the file).
+    #[error("invalid artifact for the index: {0}")]
+    Invalid(String),
 }
 
 /// Why a block could not be served from its file.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockReadError {
     #[error("artifact {artifact} changed on disk: {reason}")]
-    Stale { artifact: ArtifactId, reason: String },
+    Stale {
+        artifact: ArtifactId,
+        reason: String,
+    },
     #[error(transparent)]
     Index(#[from] IndexError),
 }
 
+/// The schema this build writes and understands.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const ARTIFACTS: TableDefinition<u64, &[u8]> = TableDefinition::new("artifacts");
+const PATHS: TableDefinition<&[u8], u64> = TableDefinition::new("paths");
+const BLOCKS: MultimapTableDefinition<&[u8], &[u8]> = MultimapTableDefinition::new("blocks");
+const ARTIFACT_BLOCKS: MultimapTableDefinition<u64, &[u8]> =
+    MultimapTableDefinition::new("artifact_blocks");
+const INTERIOR: TableDefinition<&[u8], &[u8]> = TableDefinition::new("interior");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const META_SCHEMA: &str = "schema_version";
+const META_NEXT_ID: &str = "next_id";
+
+/// Page cache for the DB. The index is small (a few hundred bytes per MiB seeded); keep idle memory low.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+fn db_err(e: impl Display) -> IndexError {
+    IndexError::Db(e.to_string())
+}
+
+fn path_key(path: &Path) -> &[u8] {
+    // On unix these are exactly the path's bytes; elsewhere the platform's encoding, stable for one build.
+    path.as_os_str().as_encoded_bytes()
+}
+
+fn encode_record(record: &ArtifactRecord) -> Result<Vec<u8>, IndexError> {
+    serde_json::to_vec(record)
+        .map_err(|e| IndexError::Db(format!("cannot encode artifact record: {e}")))
+}
+
+fn decode_record(id: ArtifactId, bytes: &[u8]) -> Result<ArtifactRecord, IndexError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| IndexError::Db(format!("artifact record {id} is corrupt: {e}")))
+}
+
+fn decode_location(bytes: &[u8]) -> Result<Location, IndexError> {
+    Location::decode(bytes)
+        .ok_or_else(|| IndexError::Db(format!("corrupt block location ({} bytes)", bytes.len())))
+}
+
+/// Checks that a block map is something the index can serve from a file of `size` bytes.
+fn validate_blocks(record: &ArtifactRecord, blocks: &[PlannedBlock]) -> Result<(), IndexError> {
+    for block in blocks {
+        if matches!(block.kind, BlockKind::Interior(_)) {
+            continue;
+        }
+        let end = block.offset.checked_add(block.len);
+        if end.is_none_or(|end| end > record.size_bytes) {
+            return Err(IndexError::Invalid(format!(
+                "block {} covers {}+{} outside the file of {} bytes ({})",
+                block.cid,
+                block.offset,
+                block.len,
+                record.size_bytes,
+                record.path.display()
+            )));
+        }
+        if block.len > MAX_BLOCK_BYTES {
+            return Err(IndexError::Invalid(format!(
+                "block {} is {} bytes, over the {MAX_BLOCK_BYTES}-byte block limit",
+                block.cid, block.len
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Where one candidate for a block comes from, captured inside a read transaction and served after it ends.
+enum Candidate {
+    Interior {
+        artifact: ArtifactId,
+        bytes: Vec<u8>,
+    },
+    File {
+        artifact: ArtifactId,
+        path: PathBuf,
+        stamp: FileStamp,
+        location: Location,
+    },
+}
+
 pub struct Index {
-    _private: (),
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Index {
     pub fn open(path: &Path) -> Result<Index, IndexError> {
-        todo!()
+        let mut builder = Database::builder();
+        builder
+            .set_cache_size(CACHE_BYTES)
+            .create_with_file_format_v3(true);
+        let corrupt = |what: &dyn Display| {
+            IndexError::Db(format!(
+                "cannot open the index {}: it is corrupt or not a pkgseed index ({what}); move it away to rebuild",
+                path.display()
+            ))
+        };
+        // redb asserts on some damaged files (e.g. a truncated one) instead of returning an error.
+        let opened =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.create(path)))
+                .map_err(|panic| {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "the database library panicked".into());
+                    corrupt(&what)
+                })?;
+        let db = opened.map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => IndexError::Db(format!(
+                "the index {} is already open (is another pkgseed running?)",
+                path.display()
+            )),
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if !matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                IndexError::Io(io)
+            }
+            other => corrupt(&other),
+        })?;
+        let index = Index {
+            db,
+            path: path.to_path_buf(),
+        };
+        index.init_schema()?;
+        Ok(index)
     }
+
+    /// Creates the tables on first use and refuses a schema this build does not understand.
+    fn init_schema(&self) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let mut changed = false;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.schema_error(e))?;
+            let version = meta.get(META_SCHEMA).map_err(db_err)?.map(|v| v.value());
+            match version {
+                Some(SCHEMA_VERSION) => {}
+                Some(other) => {
+                    return Err(IndexError::Db(format!(
+                        "the index {} has schema version {other}, this build understands version {SCHEMA_VERSION}; \
+                         move it away to rebuild",
+                        self.path.display()
+                    )));
+                }
+                None => {
+                    meta.insert(META_SCHEMA, SCHEMA_VERSION).map_err(db_err)?;
+                    meta.insert(META_NEXT_ID, 1).map_err(db_err)?;
+                    changed = true;
+                }
+            }
+            txn.open_table(ARTIFACTS)
+                .map_err(|e| self.schema_error(e))?;
+            txn.open_table(PATHS).map_err(|e| self.schema_error(e))?;
+            txn.open_multimap_table(BLOCKS)
+                .map_err(|e| self.schema_error(e))?;
+            txn.open_multimap_table(ARTIFACT_BLOCKS)
+                .map_err(|e| self.schema_error(e))?;
+            txn.open_table(INTERIOR).map_err(|e| self.schema_error(e))?;
+        }
+        if changed {
+            txn.commit().map_err(db_err)?;
+        } else {
+            txn.abort().map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn schema_error(&self, e: redb::TableError) -> IndexError {
+        IndexError::Db(format!(
+            "the file {} is not a pkgseed index of schema version {SCHEMA_VERSION} ({e}); move it away to rebuild",
+            self.path.display()
+        ))
+    }
+
+    /// The DB file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Inserts or replaces (same path) an artifact and its blocks in one transaction; returns its id.
-    pub fn put_artifact(&self, record: ArtifactRecord, blocks: &[PlannedBlock]) -> Result<ArtifactId, IndexError> {
-        todo!()
+    ///
+    /// The `id` in `record` is ignored: every put gets a fresh id (ids are never reused), so an id held from before
+    /// a replacement no longer resolves. Leaf and whole-file ranges must lie inside `record.size_bytes`.
+    pub fn put_artifact(
+        &self,
+        mut record: ArtifactRecord,
+        blocks: &[PlannedBlock],
+    ) -> Result<ArtifactId, IndexError> {
+        validate_blocks(&record, blocks)?;
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let id = {
+            let old = txn
+                .open_table(PATHS)
+                .map_err(db_err)?
+                .get(path_key(&record.path))
+                .map_err(db_err)?
+                .map(|v| v.value());
+            if let Some(old) = old {
+                remove_in(&txn, old)?;
+            }
+
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let id = meta
+                .get(META_NEXT_ID)
+                .map_err(db_err)?
+                .map(|v| v.value())
+                .unwrap_or(1);
+            let next = id
+                .checked_add(1)
+                .ok_or_else(|| IndexError::Db("artifact ids exhausted".into()))?;
+            meta.insert(META_NEXT_ID, next).map_err(db_err)?;
+
+            record.id = id;
+            let encoded = encode_record(&record)?;
+            txn.open_table(ARTIFACTS)
+                .map_err(db_err)?
+                .insert(id, encoded.as_slice())
+                .map_err(db_err)?;
+            txn.open_table(PATHS)
+                .map_err(db_err)?
+                .insert(path_key(&record.path), id)
+                .map_err(db_err)?;
+
+            let mut by_cid = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
+            let mut by_artifact = txn.open_multimap_table(ARTIFACT_BLOCKS).map_err(db_err)?;
+            let mut interior = txn.open_table(INTERIOR).map_err(db_err)?;
+            for block in blocks {
+                let cid = block.cid.to_bytes();
+                let kind = LocKind::of(&block.kind);
+                let (offset, len) = if kind == LocKind::Interior {
+                    (0, 0)
+                } else {
+                    (block.offset, block.len)
+                };
+                let location = Location {
+                    artifact: id,
+                    kind,
+                    offset,
+                    len,
+                };
+                by_cid
+                    .insert(cid.as_slice(), location.encode().as_slice())
+                    .map_err(db_err)?;
+                by_artifact.insert(id, cid.as_slice()).map_err(db_err)?;
+                if let BlockKind::Interior(bytes) = &block.kind {
+                    interior
+                        .insert(cid.as_slice(), bytes.as_slice())
+                        .map_err(db_err)?;
+                }
+            }
+            id
+        };
+        txn.commit().map_err(db_err)?;
+        Ok(id)
     }
+
+    /// Removes an artifact, its path entry and its block locations in one transaction; returns its record.
+    /// Blocks that another artifact also holds stay served by that artifact.
     pub fn remove_artifact(&self, id: ArtifactId) -> Result<Option<ArtifactRecord>, IndexError> {
-        todo!()
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let record = remove_in(&txn, id)?;
+        if record.is_some() {
+            txn.commit().map_err(db_err)?;
+        } else {
+            txn.abort().map_err(db_err)?;
+        }
+        Ok(record)
     }
+
+    pub fn artifact(&self, id: ArtifactId) -> Result<Option<ArtifactRecord>, IndexError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
+        let found = table.get(id).map_err(db_err)?;
+        found.map(|v| decode_record(id, v.value())).transpose()
+    }
+
     pub fn artifact_by_path(&self, path: &Path) -> Result<Option<ArtifactRecord>, IndexError> {
-        todo!()
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let id = txn
+            .open_table(PATHS)
+            .map_err(db_err)?
+            .get(path_key(path))
+            .map_err(db_err)?
+            .map(|v| v.value());
+        let Some(id) = id else { return Ok(None) };
+        let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
+        let found = table.get(id).map_err(db_err)?;
+        found.map(|v| decode_record(id, v.value())).transpose()
     }
+
+    /// Every artifact, in id order.
     pub fn artifacts(&self) -> Result<Vec<ArtifactRecord>, IndexError> {
-        todo!()
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
+        let mut out = Vec::with_capacity(table.len().map_err(db_err)? as usize);
+        for entry in table.iter().map_err(db_err)? {
+            let (id, bytes) = entry.map_err(db_err)?;
+            out.push(decode_record(id.value(), bytes.value())?);
+        }
+        Ok(out)
     }
+
+    /// Number of artifacts.
+    pub fn artifact_count(&self) -> Result<u64, IndexError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
+        table.len().map_err(db_err)
+    }
+
+    /// Per ecosystem: (artifact count, total file bytes).
+    pub fn count_by_ecosystem(&self) -> Result<BTreeMap<String, (u64, u64)>, IndexError> {
+        let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for record in self.artifacts()? {
+            let entry = out.entry(record.ecosystem).or_default();
+            entry.0 += 1;
+            entry.1 += record.size_bytes;
+        }
+        Ok(out)
+    }
+
+    /// The distinct CIDs an artifact's blocks are stored under (leaves, interior nodes, root, checksum CID), in
+    /// byte order. Empty for an unknown id. Use it to withdraw announcements before removing or replacing.
+    pub fn block_cids_of(&self, id: ArtifactId) -> Result<Vec<Cid>, IndexError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_multimap_table(ARTIFACT_BLOCKS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for value in table.get(id).map_err(db_err)? {
+            let value = value.map_err(db_err)?;
+            let cid = Cid::try_from(value.value())
+                .map_err(|e| IndexError::Db(format!("corrupt CID in index: {e}")))?;
+            out.push(cid);
+        }
+        Ok(out)
+    }
+
+    /// The artifacts that hold `cid`.
+    pub fn artifacts_with_block(&self, cid: &Cid) -> Result<Vec<ArtifactId>, IndexError> {
+        let mut ids: Vec<ArtifactId> = self
+            .locations(cid)?
+            .into_iter()
+            .map(|l| l.artifact)
+            .collect();
+        ids.dedup();
+        Ok(ids)
+    }
+
     pub fn has_block(&self, cid: &Cid) -> Result<bool, IndexError> {
-        todo!()
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
+        let mut values = table.get(cid.to_bytes().as_slice()).map_err(db_err)?;
+        Ok(values.next().is_some())
     }
+
+    fn locations(&self, cid: &Cid) -> Result<Vec<Location>, IndexError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for value in table.get(cid.to_bytes().as_slice()).map_err(db_err)? {
+            out.push(decode_location(value.map_err(db_err)?.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Everything needed to serve `cid`, read in one short read transaction (no file I/O inside it).
+    fn candidates(&self, cid: &Cid) -> Result<Vec<Candidate>, IndexError> {
+        let key = cid.to_bytes();
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let blocks = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
+        let artifacts = txn.open_table(ARTIFACTS).map_err(db_err)?;
+        let interior = txn.open_table(INTERIOR).map_err(db_err)?;
+        let mut out = Vec::new();
+        for value in blocks.get(key.as_slice()).map_err(db_err)? {
+            let location = decode_location(value.map_err(db_err)?.value())?;
+            if location.kind == LocKind::Interior {
+                let bytes = interior
+                    .get(key.as_slice())
+                    .map_err(db_err)?
+                    .map(|v| v.value().to_vec());
+                let bytes = bytes.ok_or_else(|| {
+                    IndexError::Db(format!("interior node {cid} has no stored bytes"))
+                })?;
+                out.push(Candidate::Interior {
+                    artifact: location.artifact,
+                    bytes,
+                });
+            } else {
+                let record = artifacts.get(location.artifact).map_err(db_err)?;
+                let record = record
+                    .map(|v| decode_record(location.artifact, v.value()))
+                    .transpose()?
+                    .ok_or_else(|| {
+                        IndexError::Db(format!(
+                            "block {cid} refers to missing artifact {}",
+                            location.artifact
+                        ))
+                    })?;
+                out.push(Candidate::File {
+                    artifact: record.id,
+                    stamp: record.stamp(),
+                    path: record.path,
+                    location,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Zero-copy read: locate, read from the cache file, rebuild if needed, verify the hash. `Ok(None)` when the
     /// CID is not indexed. A file that no longer matches gives `Stale` (the caller withdraws that artifact).
+    ///
+    /// When several artifacts hold the CID, the first that yields verified bytes wins; if none does, the first
+    /// failure is returned.
     pub fn read_block(&self, cid: &Cid) -> Result<Option<bytes::Bytes>, BlockReadError> {
-        todo!()
+        let candidates = self.candidates(cid)?;
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let mut first_error = None;
+        for candidate in candidates {
+            let (artifact, bytes) = match candidate {
+                Candidate::Interior { artifact, bytes } => (artifact, Ok(bytes)),
+                Candidate::File {
+                    artifact,
+                    path,
+                    stamp,
+                    location,
+                } => (artifact, read_file_block(artifact, &path, stamp, &location)),
+            };
+            let outcome = bytes.and_then(|bytes| {
+                if pkgseed_unixfs::block_matches_cid(cid, &bytes) {
+                    Ok(bytes)
+                } else {
+                    Err(BlockReadError::Stale {
+                        artifact,
+                        reason: format!("bytes no longer hash to {cid}"),
+                    })
+                }
+            });
+            match outcome {
+                Ok(bytes) => return Ok(Some(bytes::Bytes::from(bytes))),
+                Err(e) => {
+                    tracing::debug!(%cid, artifact, error = %e, "block location failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.expect("at least one candidate failed"))
     }
+
     /// Bytes the index occupies on disk.
     pub fn disk_bytes(&self) -> Result<u64, IndexError> {
-        todo!()
+        Ok(std::fs::metadata(&self.path)?.len())
     }
 }
+
+/// Removes artifact `id` and everything only it refers to, inside `txn`.
+fn remove_in(txn: &WriteTransaction, id: ArtifactId) -> Result<Option<ArtifactRecord>, IndexError> {
+    let record = {
+        let mut artifacts = txn.open_table(ARTIFACTS).map_err(db_err)?;
+        let removed = artifacts.remove(id).map_err(db_err)?;
+        match removed {
+            Some(bytes) => decode_record(id, bytes.value())?,
+            None => return Ok(None),
+        }
+    };
+
+    let mut paths = txn.open_table(PATHS).map_err(db_err)?;
+    let points_here = paths
+        .get(path_key(&record.path))
+        .map_err(db_err)?
+        .map(|v| v.value())
+        == Some(id);
+    if points_here {
+        paths.remove(path_key(&record.path)).map_err(db_err)?;
+    }
+
+    let mut by_artifact = txn.open_multimap_table(ARTIFACT_BLOCKS).map_err(db_err)?;
+    let mut cids = Vec::new();
+    for value in by_artifact.remove_all(id).map_err(db_err)? {
+        cids.push(value.map_err(db_err)?.value().to_vec());
+    }
+
+    let mut by_cid = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
+    let mut interior = txn.open_table(INTERIOR).map_err(db_err)?;
+    for cid in cids {
+        let mut ours = Vec::new();
+        let mut other_interior = false;
+        for value in by_cid.get(cid.as_slice()).map_err(db_err)? {
+            let value = value.map_err(db_err)?;
+            let location = decode_location(value.value())?;
+            if location.artifact == id {
+                ours.push(value.value().to_vec());
+            } else if location.kind == LocKind::Interior {
+                other_interior = true;
+            }
+        }
+        for value in &ours {
+            by_cid
+                .remove(cid.as_slice(), value.as_slice())
+                .map_err(db_err)?;
+        }
+        if !other_interior {
+            interior.remove(cid.as_slice()).map_err(db_err)?;
+        }
+    }
+    Ok(Some(record))
+}
+
+/// Opens the artifact's file, checks it is still the file that was indexed, and reads the block's range
+/// (rebuilding a dag-pb leaf). The caller verifies the hash.
+fn read_file_block(
+    artifact: ArtifactId,
+    path: &Path,
+    then: FileStamp,
+    location: &Location,
+) -> Result<Vec<u8>, BlockReadError> {
+    let stale = |reason: String| BlockReadError::Stale { artifact, reason };
+    let io = |what: &str, e: std::io::Error| {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            NotFound | NotADirectory | PermissionDenied | UnexpectedEof | IsADirectory => {
+                stale(format!("{what} {}: {e}", path.display()))
+            }
+            _ => BlockReadError::Index(IndexError::Io(e)),
+        }
+    };
+    let file = File::open(path).map_err(|e| io("cannot open", e))?;
+    let now = FileStamp::of(&file.metadata().map_err(|e| io("cannot stat", e))?);
+    if now != then {
+        return Err(stale(format!(
+            "{} is no longer the indexed file (size {} → {}, mtime_ns {} → {}, inode {} → {})",
+            path.display(),
+            then.size_bytes,
+            now.size_bytes,
+            then.mtime_ns,
+            now.mtime_ns,
+            then.inode,
+            now.inode
+        )));
+    }
+    let in_range = location
+        .offset
+        .checked_add(location.len)
+        .is_some_and(|end| end <= now.size_bytes);
+    if !in_range || location.len > MAX_BLOCK_BYTES {
+        return Err(stale(format!(
+            "range {}+{} is outside {} ({} bytes)",
+            location.offset,
+            location.len,
+            path.display(),
+            now.size_bytes
+        )));
+    }
+    let mut buf = vec![0u8; location.len as usize];
+    read_exact_at(&file, &mut buf, location.offset).map_err(|e| io("cannot read", e))?;
+    match location.kind {
+        LocKind::PbLeaf => Ok(pkgseed_unixfs::pb_leaf_block(&buf)),
+        LocKind::RawLeaf | LocKind::WholeFile(_) => Ok(buf),
+        LocKind::Interior => unreachable!("interior nodes are served from the index"),
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(mut file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
+}
+
+#[cfg(test)]
+mod tests;

@@ -5,12 +5,30 @@
 
 use std::path::{Path, PathBuf};
 
+mod cargo;
+
+pub use cargo::index_cache::{parse_index_cache, IndexCacheEntry, IndexCacheError, IndexRecord};
+pub use cargo::{
+    cargo_index_cache_path, default_cargo_home, is_semver, split_crate_file_name, CargoSource,
+    DEFAULT_REGISTRY_SUFFIXES,
+};
+
 /// Hash algorithms registries publish for whole artifacts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChecksumAlgo {
     Sha256,
     Sha512,
+}
+
+impl ChecksumAlgo {
+    /// The lowercase name used in prefixed hex strings (`sha256`, `sha512`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ChecksumAlgo::Sha256 => "sha256",
+            ChecksumAlgo::Sha512 => "sha512",
+        }
+    }
 }
 
 /// A registry's checksum of an artifact, as recorded in the local cache.
@@ -23,7 +41,7 @@ pub struct RegistryChecksum {
 impl RegistryChecksum {
     /// `sha256:<lowercase hex>`
     pub fn to_prefixed_hex(&self) -> String {
-        todo!()
+        format!("{}:{}", self.algo.name(), hex::encode(&self.digest))
     }
 }
 
@@ -83,18 +101,21 @@ pub trait CacheSource: Send + Sync {
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact>;
 }
 
-/// The cargo cache (`$CARGO_HOME/registry`).
-pub struct CargoSource {
-    _private: (),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl CargoSource {
-    pub fn new(cargo_home: PathBuf, marks: OriginMarks) -> CargoSource {
-        todo!()
+    #[test]
+    fn prefixed_hex_is_lowercase_with_algo_name() {
+        let sum = RegistryChecksum {
+            algo: ChecksumAlgo::Sha256,
+            digest: vec![0x00, 0xAB, 0xff, 0x10],
+        };
+        assert_eq!(sum.to_prefixed_hex(), "sha256:00abff10");
+        let sum = RegistryChecksum {
+            algo: ChecksumAlgo::Sha512,
+            digest: vec![0xDE, 0xAD],
+        };
+        assert_eq!(sum.to_prefixed_hex(), "sha512:dead");
     }
-}
-
-/// `$CARGO_HOME`, else `~/.cargo`.
-pub fn default_cargo_home() -> Option<PathBuf> {
-    todo!()
 }

@@ -5,7 +5,33 @@
 //! The reference for every CID is the JS `ipfs-unixfs-importer` configured with the same profile.
 //! (API contract for the other crates; the implementation is owned by this crate.)
 
+mod builder;
+mod file_reader;
+mod protobuf;
+#[cfg(test)]
+mod tests;
+
 use cid::Cid;
+use multihash::Multihash;
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::builder::{BalancedBuilder, WholeFileHasher};
+
+/// Multicodec of a raw block.
+pub const CODEC_RAW: u64 = 0x55;
+/// Multicodec of a dag-pb block.
+pub const CODEC_DAG_PB: u64 = 0x70;
+/// Multihash code of sha2-256.
+pub const MULTIHASH_SHA2_256: u64 = 0x12;
+/// Multihash code of sha2-512.
+pub const MULTIHASH_SHA2_512: u64 = 0x13;
+
+/// How much `dag_of_file` reads per call.
+pub(crate) const FILE_READ_BUFFER_BYTES: usize = 1024 * 1024;
+
+pub(crate) fn sha256_multihash(digest: &[u8]) -> Multihash<64> {
+    Multihash::wrap(MULTIHASH_SHA2_256, digest).expect("a 32-byte digest fits a 64-byte multihash")
+}
 
 /// A CID profile: how a file is chunked and linked into a DAG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,17 +45,31 @@ pub enum Profile {
 impl Profile {
     /// The name used in config and on the command line (`unixfs-v1-2025`, `unixfs-v0-2015`).
     pub fn name(self) -> &'static str {
-        todo!()
+        match self {
+            Profile::UnixfsV1_2025 => "unixfs-v1-2025",
+            Profile::UnixfsV0_2015 => "unixfs-v0-2015",
+        }
     }
+    /// The profile called `name` (see [`Profile::name`]), if any.
     pub fn parse(name: &str) -> Option<Profile> {
-        todo!()
+        Profile::ALL
+            .into_iter()
+            .find(|profile| profile.name() == name)
     }
     pub fn chunk_size_bytes(self) -> u64 {
-        todo!()
+        match self {
+            Profile::UnixfsV1_2025 => 1024 * 1024,
+            Profile::UnixfsV0_2015 => 256 * 1024,
+        }
     }
     pub fn max_links_per_node(self) -> usize {
-        todo!()
+        match self {
+            Profile::UnixfsV1_2025 => 1024,
+            Profile::UnixfsV0_2015 => 174,
+        }
     }
+    /// Every profile, the default first.
+    pub const ALL: [Profile; 2] = [Profile::UnixfsV1_2025, Profile::UnixfsV0_2015];
 }
 
 /// Whole-file hash algorithms a registry may publish and a checksum CID may use.
@@ -37,6 +77,22 @@ impl Profile {
 pub enum DigestAlgo {
     Sha256,
     Sha512,
+}
+
+impl DigestAlgo {
+    /// The multihash code of this hash function.
+    pub fn multihash_code(self) -> u64 {
+        match self {
+            DigestAlgo::Sha256 => MULTIHASH_SHA2_256,
+            DigestAlgo::Sha512 => MULTIHASH_SHA2_512,
+        }
+    }
+    pub fn digest_len_bytes(self) -> usize {
+        match self {
+            DigestAlgo::Sha256 => 32,
+            DigestAlgo::Sha512 => 64,
+        }
+    }
 }
 
 /// Where the bytes of one block come from.
@@ -73,45 +129,123 @@ pub struct FileDag {
     /// Present when requested in [`DagBuilder::new`].
     pub sha512: Option<[u8; 64]>,
     /// Every distinct block of the DAG (leaves and interior nodes), root included. A root that is a single raw leaf
-    /// appears once.
+    /// appears once. A chunk whose bytes repeat earlier in the file is listed once, at its first range (as the
+    /// reference stores it once). An empty file is one empty leaf: the empty raw block
+    /// (`bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku`) in v1-2025, the dag-pb leaf
+    /// `QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH` in v0-2015. Checksum (`WholeFile`) blocks are not listed here.
     pub blocks: Vec<PlannedBlock>,
 }
 
 /// Streaming builder: feed the file's bytes in any split with [`DagBuilder::update`], then [`DagBuilder::finish`].
+/// Holds at most one chunk (only for dag-pb leaves; raw leaves are hashed as they arrive) plus the open interior
+/// levels, never the whole file.
 pub struct DagBuilder {
-    _private: (),
+    inner: BalancedBuilder,
 }
 
 impl DagBuilder {
     pub fn new(profile: Profile, also_sha512: bool) -> DagBuilder {
-        todo!()
+        DagBuilder {
+            inner: BalancedBuilder::new(
+                profile,
+                profile.chunk_size_bytes(),
+                profile.max_links_per_node(),
+                Some(WholeFileHasher::new(also_sha512)),
+            ),
+        }
+    }
+    /// A builder with the profile's encoding but a different chunk size and link width, so tests can build deep
+    /// trees from small inputs (and compare them with the reference configured the same way). Not a CID profile:
+    /// never publish what it makes. Panics when `chunk_size_bytes` is 0 or `max_links_per_node` < 2.
+    #[doc(hidden)]
+    pub fn with_layout_for_tests(
+        profile: Profile,
+        chunk_size_bytes: u64,
+        max_links_per_node: usize,
+        also_sha512: bool,
+    ) -> DagBuilder {
+        DagBuilder {
+            inner: BalancedBuilder::new(
+                profile,
+                chunk_size_bytes,
+                max_links_per_node,
+                Some(WholeFileHasher::new(also_sha512)),
+            ),
+        }
     }
     pub fn update(&mut self, bytes: &[u8]) {
-        todo!()
+        self.inner.update(bytes)
     }
     pub fn finish(self) -> FileDag {
-        todo!()
+        self.inner.finish(None)
+    }
+}
+
+impl std::io::Write for DagBuilder {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.update(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 /// Reads `path` once and builds its DAG.
-pub fn dag_of_file(path: &std::path::Path, profile: Profile, also_sha512: bool) -> std::io::Result<FileDag> {
-    todo!()
+pub fn dag_of_file(
+    path: &std::path::Path,
+    profile: Profile,
+    also_sha512: bool,
+) -> std::io::Result<FileDag> {
+    let mut file = std::fs::File::open(path)?;
+    let file_len_bytes = file.metadata()?.len();
+    if file_len_bytes >= file_reader::HELPER_THREAD_MIN_FILE_BYTES {
+        return file_reader::dag_with_helper_thread(file, profile, also_sha512);
+    }
+    let mut builder = DagBuilder::new(profile, also_sha512);
+    let mut read_buffer = vec![0u8; FILE_READ_BUFFER_BYTES.min(file_len_bytes as usize + 1)];
+    loop {
+        let read_bytes = file_reader::read_some(&mut file, &mut read_buffer)?;
+        if read_bytes == 0 {
+            break;
+        }
+        builder.update(&read_buffer[..read_bytes]);
+    }
+    Ok(builder.finish())
 }
 
 /// The checksum CID: CIDv1, codec raw, multihash(algo, digest). Errors when the digest length is wrong for `algo`.
 pub fn checksum_cid(algo: DigestAlgo, digest: &[u8]) -> Result<Cid, CidError> {
-    todo!()
+    if digest.len() != algo.digest_len_bytes() {
+        return Err(CidError::DigestLength {
+            algo,
+            expected: algo.digest_len_bytes(),
+            actual: digest.len(),
+        });
+    }
+    let multihash = Multihash::wrap(algo.multihash_code(), digest)
+        .expect("a sha2 digest fits a 64-byte multihash");
+    Ok(Cid::new_v1(CODEC_RAW, multihash))
 }
 
 /// Rebuilds a legacy dag-pb leaf block from the file bytes it wraps.
 pub fn pb_leaf_block(file_bytes: &[u8]) -> Vec<u8> {
-    todo!()
+    let (prefix, suffix) = protobuf::pb_leaf_framing(file_bytes.len() as u64);
+    let mut block = Vec::with_capacity(prefix.len() + file_bytes.len() + suffix.len());
+    block.extend_from_slice(&prefix);
+    block.extend_from_slice(file_bytes);
+    block.extend_from_slice(&suffix);
+    block
 }
 
 /// True when `bytes` hash to the multihash inside `cid` (sha2-256 or sha2-512); false for any other hash function.
 pub fn block_matches_cid(cid: &Cid, bytes: &[u8]) -> bool {
-    todo!()
+    let expected_digest = cid.hash().digest();
+    match cid.hash().code() {
+        MULTIHASH_SHA2_256 => Sha256::digest(bytes).as_slice() == expected_digest,
+        MULTIHASH_SHA2_512 => Sha512::digest(bytes).as_slice() == expected_digest,
+        _ => false,
+    }
 }
 
 /// The largest block IPFS peers accept (2 MiB); whole-file checksum blocks are only made for files up to this size.
@@ -120,5 +254,9 @@ pub const MAX_BLOCK_BYTES: u64 = 2 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum CidError {
     #[error("a {algo:?} digest must be {expected} bytes, got {actual}")]
-    DigestLength { algo: DigestAlgo, expected: usize, actual: usize },
+    DigestLength {
+        algo: DigestAlgo,
+        expected: usize,
+        actual: usize,
+    },
 }
