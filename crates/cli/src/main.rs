@@ -1,5 +1,6 @@
 //! `pkgseed`: the headless daemon and the commands that talk to it over the local control socket.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,6 +8,16 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use pkgseed_engine::control::{self, ControlRequest};
 use pkgseed_engine::{ArtifactView, Engine, EngineDirs, EngineOptions, Status};
+
+/// Like `println!`, but a closed stdout (`pkgseed ls | head`) ends quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let mut stdout = std::io::stdout().lock();
+        if writeln!(stdout, $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
 
 #[derive(Parser)]
 #[command(name = "pkgseed", version, about = "Seed the public packages in your package caches over IPFS")]
@@ -75,7 +86,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status { json } => {
             let value = ask(ControlRequest::Status).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                out!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print_status(&serde_json::from_value(value)?);
             }
@@ -84,11 +95,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Ls { json } => {
             let value = ask(ControlRequest::Ls).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                out!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 let artifacts: Vec<ArtifactView> = serde_json::from_value(value)?;
                 for a in artifacts {
-                    println!("{}  {} {} {}", a.cid, a.ecosystem, a.name, a.version);
+                    out!("{}  {} {} {}", a.cid, a.ecosystem, a.name, a.version);
                 }
             }
             Ok(())
@@ -98,13 +109,13 @@ async fn run(cli: Cli) -> Result<()> {
             for file in files {
                 let dag = pkgseed_unixfs::dag_of_file(&file, profile, false)
                     .with_context(|| format!("cannot read {}", file.display()))?;
-                println!("{}  {}", dag.root, file.display());
+                out!("{}  {}", dag.root, file.display());
             }
             Ok(())
         }
-        Command::Pause => ask(ControlRequest::Pause).await.map(|_| println!("paused")),
-        Command::Resume => ask(ControlRequest::Resume).await.map(|_| println!("seeding")),
-        Command::Scan => ask(ControlRequest::Scan).await.map(|_| println!("scan queued")),
+        Command::Pause => ask(ControlRequest::Pause).await.map(|_| out!("paused")),
+        Command::Resume => ask(ControlRequest::Resume).await.map(|_| out!("seeding")),
+        Command::Scan => ask(ControlRequest::Scan).await.map(|_| out!("scan queued")),
     }
 }
 
@@ -153,24 +164,24 @@ async fn wait_for_stop_signal() {
 }
 
 fn print_status(status: &Status) {
-    println!("peer id:   {}", status.peer_id);
-    println!("network:   {}", status.network);
+    out!("peer id:   {}", status.peer_id);
+    out!("network:   {}", status.network);
     for addr in &status.listen_addrs {
-        println!("listening: {addr}");
+        out!("listening: {addr}");
     }
-    println!("state:     {}", if status.paused { "paused" } else { "seeding" });
+    out!("state:     {}", if status.paused { "paused" } else { "seeding" });
     for (ecosystem, counts) in &status.ecosystems {
-        println!("{ecosystem:>10}: {} artifacts, {} bytes", counts.artifacts, counts.bytes);
+        out!("{ecosystem:>10}: {} artifacts, {} bytes", counts.artifacts, counts.bytes);
     }
-    println!("served:    {} blocks, {} bytes", status.blocks_served, status.bytes_served);
-    println!("announced: {} keys ({} queued)", status.announced_keys, status.announce_queue_len);
+    out!("served:    {} blocks, {} bytes", status.blocks_served, status.bytes_served);
+    out!("announced: {} keys ({} queued)", status.announced_keys, status.announce_queue_len);
     if !status.first_scan_done {
-        println!("indexing:  {}/{} files", status.scan.files_done, status.scan.files_total);
+        out!("indexing:  {}/{} files", status.scan.files_done, status.scan.files_total);
     }
     for origin in &status.origins {
-        println!("origin:    {} {} [{}] {} files", origin.ecosystem, origin.origin, origin.provenance, origin.artifacts);
+        out!("origin:    {} {} [{}] {} files", origin.ecosystem, origin.origin, origin.provenance, origin.artifacts);
     }
     if let Some(warning) = &status.identity_warning {
-        println!("warning:   {warning}");
+        out!("warning:   {warning}");
     }
 }

@@ -167,12 +167,13 @@ impl Engine {
     pub async fn status(&self) -> Status {
         let shared = &self.shared;
         let node_stats = shared.node.stats().await;
-        let mut ecosystems: BTreeMap<String, EcosystemCounts> = BTreeMap::new();
-        for record in shared.index.artifacts().unwrap_or_default() {
-            let counts = ecosystems.entry(record.ecosystem.clone()).or_default();
-            counts.artifacts += 1;
-            counts.bytes += record.size_bytes;
-        }
+        let ecosystems: BTreeMap<String, EcosystemCounts> = shared
+            .index
+            .count_by_ecosystem()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(ecosystem, (artifacts, bytes))| (ecosystem, EcosystemCounts { artifacts, bytes }))
+            .collect();
         let mut origins: BTreeMap<(String, String), OriginStatus> = BTreeMap::new();
         for found in shared.found.lock().unwrap().values() {
             let entry = origins.entry((found.ecosystem.to_string(), found.origin.clone())).or_insert_with(|| {

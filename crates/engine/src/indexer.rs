@@ -89,7 +89,7 @@ fn index_public_artifact(
     let stamp = FileStamp::of(&metadata);
     let existing = shared.index.artifact_by_path(path).map_err(|err| err.to_string())?;
     if let Some(record) = &existing {
-        if record_stamp(record) == stamp
+        if record.stamp() == stamp
             && record.profile == profile.name()
             && record.origin == identity.origin
             && record.registry_checksum == checksum.to_prefixed_hex()
@@ -152,10 +152,6 @@ fn index_public_artifact(
     Ok(Outcome::Seeded { hashed_bytes: dag.size_bytes })
 }
 
-fn record_stamp(record: &ArtifactRecord) -> FileStamp {
-    FileStamp { size_bytes: record.size_bytes, mtime_ns: record.mtime_ns, inode: record.inode }
-}
-
 /// Removes the artifact indexed at `path`, if any.
 fn withdraw_path(shared: &Shared, path: &Path, reason: &str) {
     if let Ok(Some(record)) = shared.index.artifact_by_path(path) {
@@ -180,7 +176,7 @@ fn withdraw_record(shared: &Shared, record: &ArtifactRecord, reason: &str) {
 
 /// A block read found the file changed: withdraw now, then look at the path again (it may still be an artifact).
 pub(crate) fn withdraw_stale(shared: &Shared, id: ArtifactId) {
-    let Ok(Some(record)) = shared.index.artifacts().map(|all| all.into_iter().find(|r| r.id == id)) else {
+    let Ok(Some(record)) = shared.index.artifact(id) else {
         return;
     };
     withdraw_record(shared, &record, "changed on disk");

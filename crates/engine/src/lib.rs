@@ -6,7 +6,7 @@ mod config;
 pub mod control;
 mod dirs;
 mod engine;
-mod error;
+pub mod error;
 mod fs_util;
 mod indexer;
 mod status;
