@@ -1,5 +1,7 @@
 //! `pkgseed`: the headless daemon and the commands that talk to it over the local control socket.
 
+mod bench;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +62,18 @@ enum Command {
     Resume,
     /// Rescan every cache now.
     Scan,
+    /// Measure indexing on a generated cache and print a table with same-run baselines.
+    Bench {
+        /// Synthetic artifacts to generate.
+        #[arg(long, default_value_t = 1000)]
+        artifacts: usize,
+        /// RNG seed for the synthetic cache.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Where to put the synthetic cache and index (default: a temp dir, removed afterwards).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -116,6 +130,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Pause => ask(ControlRequest::Pause).await.map(|_| out!("paused")),
         Command::Resume => ask(ControlRequest::Resume).await.map(|_| out!("seeding")),
         Command::Scan => ask(ControlRequest::Scan).await.map(|_| out!("scan queued")),
+        Command::Bench { artifacts, seed, work_dir } => {
+            tokio::task::spawn_blocking(move || bench::run(bench::BenchOptions { artifacts, seed, work_dir }))
+                .await?
+        }
     }
 }
 

@@ -1,0 +1,153 @@
+//! A tiny std-only static HTTP/1.1 file server on 127.0.0.1:0.
+//!
+//! GET (and HEAD) only, `Content-Length`, 404 for unknown paths, `Connection: close` on every response. It is enough
+//! for cargo's sparse registry protocol. The server stops when dropped.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// One request the server answered: method, path, status.
+#[derive(Clone, Debug)]
+pub struct LoggedRequest {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+type Files = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+
+pub struct StaticServer {
+    addr: SocketAddr,
+    files: Files,
+    log: Arc<Mutex<Vec<LoggedRequest>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StaticServer {
+    pub fn start() -> StaticServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let files: Files = Arc::default();
+        let log: Arc<Mutex<Vec<LoggedRequest>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (files, log, stop) = (files.clone(), log.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("http-{}", addr.port()))
+                .spawn(move || {
+                    for conn in listener.incoming() {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let Ok(conn) = conn else { continue };
+                        let (files, log) = (files.clone(), log.clone());
+                        std::thread::spawn(move || {
+                            let _ = serve_one(conn, &files, &log);
+                        });
+                    }
+                })
+                .expect("spawn http thread")
+        };
+        StaticServer {
+            addr,
+            files,
+            log,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serve `bytes` at `path` (must start with `/`); replaces any previous content.
+    pub fn put(&self, path: &str, bytes: impl Into<Vec<u8>>) {
+        assert!(path.starts_with('/'), "path must start with '/': {path}");
+        self.files
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), bytes.into());
+    }
+
+    pub fn get(&self, path: &str) -> Option<Vec<u8>> {
+        self.files.lock().unwrap().get(path).cloned()
+    }
+
+    /// Every request answered so far.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_one(
+    conn: TcpStream,
+    files: &Files,
+    log: &Mutex<Vec<LoggedRequest>>,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line)? == 0 {
+        return Ok(());
+    }
+    // Headers: read and ignore until the blank line.
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("/");
+    let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
+
+    let body = files.lock().unwrap().get(&path).cloned();
+    let (status, reason, body) = match (method.as_str(), body) {
+        ("GET" | "HEAD", Some(b)) => (200, "OK", b),
+        ("GET" | "HEAD", None) => (404, "Not Found", b"not found\n".to_vec()),
+        _ => (405, "Method Not Allowed", b"method not allowed\n".to_vec()),
+    };
+    log.lock().unwrap().push(LoggedRequest {
+        method: method.clone(),
+        path,
+        status,
+    });
+
+    let mut out = conn;
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    out.write_all(head.as_bytes())?;
+    if method != "HEAD" {
+        out.write_all(&body)?;
+    }
+    out.flush()?;
+    let _ = out.shutdown(Shutdown::Write);
+    Ok(())
+}
