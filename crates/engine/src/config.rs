@@ -1,6 +1,7 @@
 //! The user's settings: one serde struct with its defaults in one place, read from `config.toml` in the config
 //! dir (unknown keys tolerated), validated, and written atomically so a crash leaves the old or the new file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -21,7 +22,8 @@ pub struct Config {
     /// The CID profile root CIDs are computed with: `unixfs-v1-2025` or `unixfs-v0-2015`.
     pub cid_profile: String,
     pub origins: OriginsConfig,
-    pub ecosystems: EcosystemsConfig,
+    /// Per ecosystem (`cargo`, `npm`, …); an ecosystem not listed is enabled.
+    pub ecosystems: BTreeMap<String, EcosystemConfig>,
 }
 
 /// Origins the user marked. An origin id is what `pkgseed status` lists (for cargo, the index dir name).
@@ -30,18 +32,6 @@ pub struct Config {
 pub struct OriginsConfig {
     pub public: Vec<String>,
     pub private: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct EcosystemsConfig {
-    pub cargo: EcosystemConfig,
-}
-
-impl Default for EcosystemsConfig {
-    fn default() -> Self {
-        EcosystemsConfig { cargo: EcosystemConfig { enabled: true } }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +54,7 @@ impl Default for Config {
             listen_addrs: Vec::new(),
             cid_profile: pkgseed_unixfs::Profile::UnixfsV1_2025.name().into(),
             origins: OriginsConfig::default(),
-            ecosystems: EcosystemsConfig::default(),
+            ecosystems: BTreeMap::new(),
         }
     }
 }
@@ -116,6 +106,12 @@ impl Config {
             addr.parse::<pkgseed_node::Multiaddr>()
                 .map_err(|err| format!("listen_addrs: {addr:?} is not a multiaddr: {err}"))?;
         }
+        if let Some(unknown) = self.ecosystems.keys().find(|k| !pkgseed_sources::ECOSYSTEMS.contains(&k.as_str())) {
+            return Err(format!(
+                "ecosystems: unknown ecosystem {unknown:?} (known: {})",
+                pkgseed_sources::ECOSYSTEMS.join(", ")
+            ));
+        }
         if let Some(both) = self.origins.public.iter().find(|o| self.origins.private.contains(o)) {
             return Err(format!("origin {both:?} is marked both public and private"));
         }
@@ -128,6 +124,10 @@ impl Config {
         let text = toml::to_string_pretty(self).map_err(|err| EngineError::config(err.to_string()))?;
         crate::fs_util::write_atomically(&Config::file_path(config_dir), text.as_bytes())
             .map_err(|err| EngineError::config(format!("cannot write config: {err}")))
+    }
+
+    pub fn ecosystem_enabled(&self, ecosystem: &str) -> bool {
+        self.ecosystems.get(ecosystem).is_none_or(|e| e.enabled)
     }
 
     pub fn profile(&self) -> pkgseed_unixfs::Profile {
@@ -160,6 +160,14 @@ mod tests {
         let both = "[origins]\npublic = [\"o\"]\nprivate = [\"o\"]";
         assert!(Config::parse(both).unwrap_err().contains("both"));
         assert!(Config::parse("version = 99").unwrap_err().contains("newer"));
+    }
+
+    #[test]
+    fn ecosystems_default_to_enabled_and_can_be_turned_off() {
+        let config = Config::parse("[ecosystems.cargo]\nenabled = false\n").unwrap();
+        assert!(!config.ecosystem_enabled("cargo"));
+        assert!(Config::default().ecosystem_enabled("cargo"));
+        assert!(Config::parse("[ecosystems.nosuch]\nenabled = true\n").unwrap_err().contains("nosuch"));
     }
 
     #[test]

@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use pkgseed_index::{ArtifactId, Index};
 use pkgseed_node::{Cid, IdentityStorage, Node, NodeConfig, NetworkProfile};
-use pkgseed_sources::CacheSource;
+use pkgseed_sources::{CacheSource, SourceEnv, UnseedableCache};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::Config;
@@ -24,8 +24,8 @@ pub struct EngineOptions {
     pub dirs: EngineDirs,
     pub network_override: Option<String>,
     pub listen_override: Vec<String>,
-    /// Cache roots are looked up from each package manager's own variables unless given here (tests).
-    pub cargo_home: Option<PathBuf>,
+    /// The environment cache sources are found from (each package manager's own variables and the home dir).
+    pub source_env: SourceEnv,
 }
 
 impl EngineOptions {
@@ -34,7 +34,7 @@ impl EngineOptions {
             dirs: EngineDirs::from_env()?,
             network_override: None,
             listen_override: Vec::new(),
-            cargo_home: None,
+            source_env: SourceEnv::from_process(),
         })
     }
 }
@@ -66,7 +66,15 @@ pub(crate) struct Shared {
     pub config: Mutex<Config>,
     pub network: String,
     pub index: Arc<Index>,
-    pub sources: Vec<Arc<dyn CacheSource>>,
+    pub source_env: SourceEnv,
+    pub sources: RwLock<Vec<Arc<dyn CacheSource>>>,
+    /// Wakes the watcher to re-arm its watches after the set of sources changed.
+    pub roots_changed: tokio::sync::Notify,
+    pub unseedable: Mutex<Vec<UnseedableCache>>,
+    /// Roots the OS refused to watch (inotify limits): rescanned periodically instead.
+    pub rescan_only_roots: Mutex<Vec<String>>,
+    /// Settings changed that only apply at the next start (network, listen addrs).
+    pub restart_required: AtomicBool,
     pub node: Node,
     pub identity: IdentityStorage,
     pub paused: AtomicBool,
@@ -79,6 +87,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The current sources (cheap: a vector of shared handles).
+    pub(crate) fn sources(&self) -> Vec<Arc<dyn CacheSource>> {
+        self.sources.read().unwrap().clone()
+    }
+
     pub(crate) fn emit(&self, event: EngineEvent) {
         // No subscribers is fine.
         let _ = self.events.send(event);
@@ -121,7 +134,8 @@ impl Engine {
         }
 
         let index = Arc::new(Index::open(&dirs.index_path())?);
-        let sources = crate::sources_from_config(&config, options.cargo_home.clone());
+        let sources = crate::sources_from_config(&config, &options.source_env);
+        let unseedable = pkgseed_sources::detect_unseedable_caches(&options.source_env);
         let (keypair, identity) = pkgseed_node::load_or_create_identity(&dirs.data_dir).await?;
         if let IdentityStorage::File { warning, .. } = &identity {
             tracing::warn!("{warning}");
@@ -140,7 +154,12 @@ impl Engine {
             config: Mutex::new(config),
             network,
             index,
-            sources,
+            source_env: options.source_env,
+            sources: RwLock::new(sources),
+            roots_changed: tokio::sync::Notify::new(),
+            unseedable: Mutex::new(unseedable),
+            rescan_only_roots: Mutex::new(Vec::new()),
+            restart_required: AtomicBool::new(false),
             node,
             identity,
             paused: AtomicBool::new(paused),
@@ -210,6 +229,9 @@ impl Engine {
             identity_warning,
             index_disk_bytes: shared.index.disk_bytes().unwrap_or(0),
             cid_profile: shared.config.lock().unwrap().cid_profile.clone(),
+            unseedable_caches: shared.unseedable.lock().unwrap().clone(),
+            rescan_only_roots: shared.rescan_only_roots.lock().unwrap().clone(),
+            restart_required: shared.restart_required.load(Ordering::SeqCst),
         }
     }
 
@@ -228,6 +250,28 @@ impl Engine {
         self.shared.node.set_paused(paused);
         if self.shared.paused.swap(paused, Ordering::SeqCst) != paused {
             self.shared.emit(EngineEvent::PausedChanged { paused });
+        }
+        Ok(())
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> Config {
+        self.shared.config.lock().unwrap().clone()
+    }
+
+    /// Validates, saves atomically and applies new settings: origin marks, ecosystems and the CID profile apply at
+    /// once (sources rebuilt, watches re-armed, a rescan queued); network and listen addrs at the next start.
+    pub fn update_config(&self, new: Config) -> Result<(), EngineError> {
+        new.validate().map_err(EngineError::config)?;
+        new.save(&self.shared.dirs.config_dir)?;
+        let old = std::mem::replace(&mut *self.shared.config.lock().unwrap(), new.clone());
+        if old.network != new.network || old.listen_addrs != new.listen_addrs {
+            self.shared.restart_required.store(true, Ordering::SeqCst);
+        }
+        if old.origins != new.origins || old.ecosystems != new.ecosystems || old.cid_profile != new.cid_profile {
+            *self.shared.sources.write().unwrap() = crate::sources_from_config(&new, &self.shared.source_env);
+            self.shared.roots_changed.notify_one();
+            let _ = self.shared.work.send(Work::Scan);
         }
         Ok(())
     }

@@ -27,7 +27,8 @@ pub(crate) enum Outcome {
 }
 
 pub(crate) fn process_path(shared: &Shared, path: &Path) -> Outcome {
-    let Some(source) = shared.sources.iter().find(|s| s.is_candidate(path)) else {
+    let sources = shared.sources();
+    let Some(source) = sources.iter().find(|s| s.is_candidate(path)) else {
         return Outcome::Ignored;
     };
     match std::fs::symlink_metadata(path) {
@@ -186,7 +187,8 @@ pub(crate) fn withdraw_stale(shared: &Shared, id: ArtifactId) {
 /// Lists every candidate file under the enabled sources' roots and withdraws indexed artifacts that are gone.
 pub(crate) fn scan_roots(shared: &Shared) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    for source in &shared.sources {
+    *shared.unseedable.lock().unwrap() = pkgseed_sources::detect_unseedable_caches(&shared.source_env);
+    for source in &shared.sources() {
         for root in source.roots() {
             walk(&root, source.as_ref(), &mut found);
         }

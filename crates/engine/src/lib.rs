@@ -13,25 +13,18 @@ mod status;
 mod store;
 mod watcher;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use config::{Config, EcosystemConfig, EcosystemsConfig, OriginsConfig, CONFIG_VERSION};
+pub use config::{Config, EcosystemConfig, OriginsConfig, CONFIG_VERSION};
 pub use dirs::EngineDirs;
 pub use engine::{Engine, EngineOptions};
 pub use error::EngineError;
 pub use status::{ArtifactView, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress, Status};
 
-use pkgseed_sources::{CacheSource, CargoSource, OriginMarks};
+use pkgseed_sources::{CacheSource, OriginMarks, SourceEnv};
 
 /// The enabled cache sources, with the user's origin marks applied.
-fn sources_from_config(config: &Config, cargo_home: Option<PathBuf>) -> Vec<Arc<dyn CacheSource>> {
+fn sources_from_config(config: &Config, env: &SourceEnv) -> Vec<Arc<dyn CacheSource>> {
     let marks = OriginMarks { public: config.origins.public.clone(), private: config.origins.private.clone() };
-    let mut sources: Vec<Arc<dyn CacheSource>> = Vec::new();
-    if config.ecosystems.cargo.enabled {
-        if let Some(home) = cargo_home.or_else(pkgseed_sources::default_cargo_home) {
-            sources.push(Arc::new(CargoSource::new(home, marks)));
-        }
-    }
-    sources
+    pkgseed_sources::detect_sources(env, &marks, &|ecosystem| config.ecosystem_enabled(ecosystem))
 }

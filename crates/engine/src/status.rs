@@ -54,6 +54,12 @@ pub struct Status {
     pub identity_warning: Option<String>,
     pub index_disk_bytes: u64,
     pub cid_profile: String,
+    /// Caches found that keep only extracted files: listed, never seeded.
+    pub unseedable_caches: Vec<pkgseed_sources::UnseedableCache>,
+    /// Cache roots the OS refused to watch (inotify limits); they are rescanned periodically instead.
+    pub rescan_only_roots: Vec<String>,
+    /// A setting changed that applies only at the next start.
+    pub restart_required: bool,
 }
 
 /// One seeded artifact, as `pkgseed ls --json` prints it.

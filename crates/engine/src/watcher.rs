@@ -47,21 +47,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
         }
     };
 
-    let roots: Vec<PathBuf> = shared.sources.iter().flat_map(|s| s.roots()).collect();
+    let mut watched: Vec<PathBuf> = Vec::new();
     let mut unwatched: Vec<PathBuf> = Vec::new();
     let mut unwatchable = false;
-    for root in &roots {
-        match watcher.watch(root, RecursiveMode::Recursive) {
-            Ok(()) => tracing::info!(root = %root.display(), "watching"),
-            Err(err) => {
-                if root.exists() {
-                    tracing::warn!(root = %root.display(), %err, "cannot watch; rescanning periodically");
-                    unwatchable = true;
-                }
-                unwatched.push(root.clone());
-            }
-        }
-    }
+    arm_watches(&shared, &mut watcher, &mut watched, &mut unwatched, &mut unwatchable);
 
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
     let quiet = Duration::from_millis(QUIET_MS);
@@ -85,6 +74,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
         };
         tokio::select! {
             _ = &mut stop => return,
+            _ = shared.roots_changed.notified() => {
+                arm_watches(&shared, &mut watcher, &mut watched, &mut unwatched, &mut unwatchable);
+                continue;
+            }
             path = event_rx.recv() => match path {
                 Some(path) => { pending.insert(path, Instant::now()); }
                 None => return,
@@ -105,7 +98,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
         }
         if !unwatched.is_empty() && now >= retry_at {
             let before = unwatched.len();
-            unwatched.retain(|root| watcher.watch(root, RecursiveMode::Recursive).is_err());
+            unwatched.retain(|root| {
+                let armed = watcher.watch(root, RecursiveMode::Recursive).is_ok();
+                if armed {
+                    watched.push(root.clone());
+                }
+                !armed
+            });
             if unwatched.len() < before {
                 let _ = shared.work.send(Work::Scan);
             }
@@ -116,4 +115,41 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
             rescan_at = now + Duration::from_secs(UNWATCHABLE_RESCAN_SECS);
         }
     }
+}
+
+/// Watches the current sources' roots and drops watches on roots no source has any more.
+fn arm_watches(
+    shared: &Shared,
+    watcher: &mut notify::RecommendedWatcher,
+    watched: &mut Vec<PathBuf>,
+    unwatched: &mut Vec<PathBuf>,
+    unwatchable: &mut bool,
+) {
+    let roots: Vec<PathBuf> = shared.sources().iter().flat_map(|s| s.roots()).collect();
+    for root in watched.iter().filter(|root| !roots.contains(root)) {
+        let _ = watcher.unwatch(root);
+    }
+    watched.retain(|root| roots.contains(root));
+    unwatched.clear();
+    *unwatchable = false;
+    for root in roots {
+        if watched.contains(&root) {
+            continue;
+        }
+        match watcher.watch(&root, RecursiveMode::Recursive) {
+            Ok(()) => {
+                tracing::info!(root = %root.display(), "watching");
+                watched.push(root);
+            }
+            Err(err) => {
+                if root.exists() {
+                    tracing::warn!(root = %root.display(), %err, "cannot watch; rescanning periodically");
+                    *unwatchable = true;
+                }
+                unwatched.push(root);
+            }
+        }
+    }
+    let fallback: Vec<String> = unwatched.iter().filter(|r| r.exists()).map(|r| r.display().to_string()).collect();
+    *shared.rescan_only_roots.lock().unwrap() = fallback;
 }

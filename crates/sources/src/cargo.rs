@@ -231,10 +231,15 @@ impl CacheSource for CargoSource {
 
 /// `$CARGO_HOME`, else `~/.cargo`.
 pub fn default_cargo_home() -> Option<PathBuf> {
-    match std::env::var_os("CARGO_HOME").filter(|v| !v.is_empty()) {
+    cargo_home(&crate::SourceEnv::from_process())
+}
+
+/// `CARGO_HOME` from `env`, else `<home>/.cargo`.
+pub(crate) fn cargo_home(env: &crate::SourceEnv) -> Option<PathBuf> {
+    match env.var("CARGO_HOME") {
         // Cargo resolves a relative CARGO_HOME against the working directory.
         Some(home) => std::env::current_dir().ok().map(|cwd| cwd.join(home)),
-        None => directories::BaseDirs::new().map(|dirs| dirs.home_dir().join(".cargo")),
+        None => env.home.as_ref().map(|home| home.join(".cargo")),
     }
 }
 

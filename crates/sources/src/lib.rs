@@ -90,6 +90,60 @@ pub struct OriginMarks {
     pub private: Vec<String>,
 }
 
+/// What sources are built from: the process environment and home dir, captured once and injected, so tests can
+/// point every source at a temp home.
+#[derive(Debug, Clone, Default)]
+pub struct SourceEnv {
+    pub home: Option<PathBuf>,
+    pub vars: std::collections::BTreeMap<String, String>,
+}
+
+impl SourceEnv {
+    /// The real environment of this process.
+    pub fn from_process() -> SourceEnv {
+        SourceEnv {
+            home: directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf()),
+            vars: std::env::vars().collect(),
+        }
+    }
+    /// A non-empty variable.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str).filter(|value| !value.is_empty())
+    }
+}
+
+/// A cache found on this machine whose original artifact bytes cannot be rebuilt (it keeps only extracted files):
+/// listed in status as "found, not seedable", never seeded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnseedableCache {
+    pub ecosystem: String,
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Every ecosystem pkgseed knows, in a stable order (config keys, status).
+pub const ECOSYSTEMS: &[&str] = &["cargo"];
+
+/// Builds the source of every enabled ecosystem whose cache location can be determined. ONE line per ecosystem.
+pub fn detect_sources(
+    env: &SourceEnv,
+    marks: &OriginMarks,
+    enabled: &dyn Fn(&str) -> bool,
+) -> Vec<std::sync::Arc<dyn CacheSource>> {
+    let mut sources: Vec<std::sync::Arc<dyn CacheSource>> = Vec::new();
+    if enabled("cargo") {
+        if let Some(home) = cargo::cargo_home(env) {
+            sources.push(std::sync::Arc::new(CargoSource::new(home, marks.clone())));
+        }
+    }
+    sources
+}
+
+/// Caches present on this machine that keep only extracted files (pnpm, yarn berry, uv, bun, pub, deno).
+pub fn detect_unseedable_caches(_env: &SourceEnv) -> Vec<UnseedableCache> {
+    Vec::new()
+}
+
 /// One package manager's cache layout.
 pub trait CacheSource: Send + Sync {
     fn ecosystem(&self) -> &'static str;
