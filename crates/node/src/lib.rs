@@ -3,9 +3,22 @@
 //! [`BlockStore`] (the zero-copy index) and is where pause lives, and a Kademlia whose provider-record limits and
 //! batched announcements we control.
 //! (API contract for the other crates; the implementation is owned by this crate.)
+//!
+//! Environment: `PKGSEED_KEYRING=off` makes [`load_or_create_identity`] skip the OS keyring and use the 0600 file
+//! `<data_dir>/identity.key` (CI and tests without a session bus). See `docs/bitswap.md` for the design.
+
+mod bitswap;
+mod dht;
+mod identity;
+mod profile;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use tokio::sync::watch;
 
 pub use cid::Cid;
 pub use rust_ipfs::{Keypair, Multiaddr, PeerId};
@@ -42,9 +55,26 @@ pub enum IdentityStorage {
 
 /// Loads the Ed25519 identity from the OS keyring (service `pkgseed`), creating it on first use; falls back to a
 /// 0600 file in `data_dir` when a keyring operation fails (not just its creation).
-pub async fn load_or_create_identity(data_dir: &Path) -> Result<(Keypair, IdentityStorage), NodeError> {
-    todo!()
+pub async fn load_or_create_identity(
+    data_dir: &Path,
+) -> Result<(Keypair, IdentityStorage), NodeError> {
+    identity::load_or_create(data_dir).await
 }
+
+/// The environment variable that, set to `off`, forces the identity file fallback.
+pub const KEYRING_ENV: &str = identity::KEYRING_ENV;
+/// File name of the identity fallback inside the data dir.
+pub const IDENTITY_FILE: &str = identity::IDENTITY_FILE;
+/// Bitswap protocols the responder serves.
+pub const BITSWAP_PROTOCOLS: [&str; 3] = [
+    "/ipfs/bitswap/1.2.0",
+    "/ipfs/bitswap/1.1.0",
+    "/ipfs/bitswap/1.0.0",
+];
+/// Kademlia protocol of our DHT.
+pub const KAD_PROTOCOL: &str = dht::KAD_PROTOCOL;
+/// Most keys the node provides at once.
+pub const MAX_PROVIDED_KEYS: usize = dht::MAX_PROVIDED_KEYS;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeStats {
@@ -70,35 +100,220 @@ pub enum NodeError {
 /// A cheap, cloneable handle over the running node.
 #[derive(Clone)]
 pub struct Node {
-    _private: Arc<()>,
+    inner: Arc<Inner>,
 }
+
+struct Inner {
+    ipfs: rust_ipfs::Ipfs,
+    peer_id: PeerId,
+    listen_addrs: Vec<Multiaddr>,
+    paused: Arc<AtomicBool>,
+    counters: Arc<bitswap::Counters>,
+    dht: Arc<dht::DhtShared>,
+    dht_commands: mpsc::UnboundedSender<dht::DhtCommand>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// How long `start` waits for the listeners to report their bound addresses.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
 
 impl Node {
     pub async fn start(config: NodeConfig, store: Arc<dyn BlockStore>) -> Result<Node, NodeError> {
-        todo!()
+        let NodeConfig {
+            network,
+            listen_addrs,
+            keypair,
+        } = config;
+        let peer_id = keypair.public().to_peer_id();
+        let listen = if listen_addrs.is_empty() {
+            profile::default_listen_addrs(network)
+        } else {
+            listen_addrs
+        };
+
+        let shared = Arc::new(dht::DhtShared::default());
+        let (dht_tx, dht_rx) = mpsc::unbounded();
+        let behaviour = dht::DhtBehaviour::new(
+            peer_id,
+            network == NetworkProfile::Local,
+            dht_rx,
+            Arc::clone(&shared),
+        );
+
+        // rust-ipfs's builder future is not `Send` (it holds the boxed custom-behaviour constructor); drive it on a
+        // helper thread against this runtime so `Node::start` stays `Send` for callers that spawn it.
+        let handle = tokio::runtime::Handle::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let listen_for_builder = listen.clone();
+        std::thread::Builder::new()
+            .name("pkgseed-node-start".into())
+            .spawn(move || {
+                let result =
+                    match profile::builder(network, &keypair, listen_for_builder, behaviour) {
+                        Ok(builder) => handle.block_on(builder.start()).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                let _ = tx.send(result);
+            })
+            .map_err(|e| NodeError::Start(format!("cannot spawn start thread: {e}")))?;
+        let ipfs = rx
+            .await
+            .map_err(|_| NodeError::Start("start thread ended".into()))?
+            .map_err(NodeError::Start)?;
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let paused = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(bitswap::Counters::default());
+
+        let control = match ipfs.stream_control().await {
+            Ok(c) => c,
+            Err(e) => {
+                ipfs.exit_daemon().await;
+                return Err(NodeError::Start(format!("stream control: {e}")));
+            }
+        };
+        let responder = bitswap::Responder::new(
+            store,
+            control,
+            Arc::clone(&paused),
+            Arc::clone(&counters),
+            shutdown_rx.clone(),
+        );
+        let mut tasks = match responder.start() {
+            Ok(t) => t,
+            Err(e) => {
+                ipfs.exit_daemon().await;
+                return Err(NodeError::Start(format!("bitswap: {e}")));
+            }
+        };
+        tasks.push(tokio::spawn(dht::announcer(
+            Arc::clone(&shared),
+            dht_tx.clone(),
+            Arc::clone(&paused),
+            shutdown_rx,
+        )));
+
+        if network == NetworkProfile::Public {
+            for (peer, addr) in profile::bootstrap_peers() {
+                let _ = dht_tx.unbounded_send(dht::DhtCommand::AddAddress(peer, addr));
+            }
+            let _ = dht_tx.unbounded_send(dht::DhtCommand::Bootstrap);
+        }
+
+        // Wait (bounded) until every requested listener reports a bound address.
+        let deadline = tokio::time::Instant::now() + LISTEN_WAIT;
+        let bound = loop {
+            let addrs = ipfs.listening_addresses().await.unwrap_or_default();
+            if addrs.len() >= listen.len() || tokio::time::Instant::now() >= deadline {
+                break addrs;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if bound.is_empty() {
+            for t in &tasks {
+                t.abort();
+            }
+            ipfs.exit_daemon().await;
+            return Err(NodeError::Start(format!(
+                "no listener came up on {listen:?}"
+            )));
+        }
+        tracing::info!(%peer_id, addrs = ?bound, profile = ?network, "node started");
+
+        Ok(Node {
+            inner: Arc::new(Inner {
+                ipfs,
+                peer_id,
+                listen_addrs: bound,
+                paused,
+                counters,
+                dht: shared,
+                dht_commands: dht_tx,
+                shutdown: shutdown_tx,
+                tasks: Mutex::new(tasks),
+            }),
+        })
     }
+
     pub fn peer_id(&self) -> PeerId {
-        todo!()
+        self.inner.peer_id
     }
+
+    /// The bound listen addresses (actual ports), without `/p2p`.
     pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
-        todo!()
+        match self.inner.ipfs.listening_addresses().await {
+            Ok(addrs) if !addrs.is_empty() => addrs,
+            _ => self.inner.listen_addrs.clone(),
+        }
     }
+
     /// Paused: no blocks are served and nothing is announced until resumed (takes effect within a second).
     pub fn set_paused(&self, paused: bool) {
-        todo!()
+        self.inner.paused.store(paused, Ordering::SeqCst);
+        if !paused {
+            self.inner.dht.wake.notify_one();
+        }
     }
+
+    pub fn is_paused(&self) -> bool {
+        self.inner.paused.load(Ordering::SeqCst)
+    }
+
     /// Queues keys for announcement in batches; queued keys wait while paused.
     pub fn announce(&self, cids: Vec<Cid>) {
-        todo!()
+        self.inner.dht.enqueue(cids);
     }
+
     /// Stops providing these keys.
     pub fn withdraw(&self, cids: Vec<Cid>) {
-        todo!()
+        self.inner.dht.withdraw(&cids);
+        let _ = self
+            .inner
+            .dht_commands
+            .unbounded_send(dht::DhtCommand::StopProviding(cids));
     }
+
+    /// Adds a peer address to the DHT routing table (e.g. a known seed or a test peer).
+    pub fn add_dht_peer(&self, peer: PeerId, addr: Multiaddr) {
+        let _ = self
+            .inner
+            .dht_commands
+            .unbounded_send(dht::DhtCommand::AddAddress(peer, addr));
+    }
+
     pub async fn stats(&self) -> NodeStats {
-        todo!()
+        let connected_peers = self
+            .inner
+            .ipfs
+            .connected()
+            .await
+            .map(|p| p.len())
+            .unwrap_or(0);
+        let (announced_keys, announce_queue_len) = {
+            let st = self.inner.dht.state.lock().unwrap();
+            (st.provided.len(), st.queue.len())
+        };
+        NodeStats {
+            connected_peers,
+            blocks_served: self.inner.counters.blocks_served.load(Ordering::Relaxed),
+            bytes_served: self.inner.counters.bytes_served.load(Ordering::Relaxed),
+            announced_keys,
+            announce_queue_len,
+        }
     }
+
+    /// Stops the responder, the announcer and the swarm. Other clones of the handle stop working too.
     pub async fn shutdown(self) {
-        todo!()
+        let _ = self.inner.shutdown.send(true);
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap());
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.inner.ipfs.clone().exit_daemon().await;
+        tracing::info!(peer_id = %self.inner.peer_id, "node stopped");
     }
 }

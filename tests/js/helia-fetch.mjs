@@ -1,0 +1,170 @@
+// Fetches files from one pkgseed node with Helia (bitswap only), the way an unrelated IPFS peer would.
+//
+//   node helia-fetch.mjs --peer <multiaddr/p2p/id> --cid <cid> [--cid <cid> ...] [--out-dir <dir>]
+//                        [--expect-missing <cid> ...] [--missing-seconds 5] [--idle-seconds N] [--timeout-seconds 60]
+//
+// For each --cid the whole file is reassembled by walking the DAG (raw leaves, or dag-pb/UnixFS nodes); Helia
+// verifies every block's hash before handing it over. Prints one JSON line per CID:
+//   {"cid": ..., "bytes": n, "sha256": hex, "ok": true}
+// --expect-missing asserts the block is NOT obtainable within --missing-seconds (prints {"cid", "missing": true, "ok"}).
+// --idle-seconds keeps the connection open and idle that long before fetching.
+// libp2p: TCP + noise + yamux + identify + ping, listening on 127.0.0.1 only; no bootstrap, no mDNS, no DHT, no HTTP
+// gateways or delegated routing. Exit status 0 only if every assertion held.
+
+// Helia 7 needs Promise.withResolvers (Node 22+); Node 20 gets this polyfill before any import is evaluated.
+if (typeof Promise.withResolvers !== 'function') {
+  Promise.withResolvers = function withResolvers () {
+    let resolve, reject
+    const promise = new this((res, rej) => { resolve = res; reject = rej })
+    return { promise, resolve, reject }
+  }
+}
+
+const { createHash } = await import('node:crypto')
+const fs = await import('node:fs/promises')
+const path = await import('node:path')
+const { createHeliaLight } = await import('helia')
+const { withLibp2pLight } = await import('@helia/libp2p')
+const { withBitswap } = await import('@helia/bitswap')
+const { tcp } = await import('@libp2p/tcp')
+const { noise } = await import('@chainsafe/libp2p-noise')
+const { yamux } = await import('@chainsafe/libp2p-yamux')
+const { identify } = await import('@libp2p/identify')
+const { ping } = await import('@libp2p/ping')
+const { multiaddr } = await import('@multiformats/multiaddr')
+const { CID } = await import('multiformats/cid')
+const dagPb = await import('@ipld/dag-pb')
+const { UnixFS } = await import('ipfs-unixfs')
+
+function parseArgs (argv) {
+  const opts = { cids: [], missing: [], outDir: null, peer: null, idle: 0, timeout: 60, missingSeconds: 5 }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    const next = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`)
+      return argv[++i]
+    }
+    switch (a) {
+      case '--peer': opts.peer = next(); break
+      case '--cid': opts.cids.push(next()); break
+      case '--expect-missing': opts.missing.push(next()); break
+      case '--out-dir': opts.outDir = next(); break
+      case '--idle-seconds': opts.idle = Number(next()); break
+      case '--timeout-seconds': opts.timeout = Number(next()); break
+      case '--missing-seconds': opts.missingSeconds = Number(next()); break
+      default: throw new Error(`unknown argument ${a}`)
+    }
+  }
+  if (opts.peer == null) throw new Error('--peer is required')
+  if (opts.cids.length === 0 && opts.missing.length === 0) throw new Error('nothing to do: give --cid or --expect-missing')
+  return opts
+}
+
+const RAW = 0x55
+const DAG_PB = 0x70
+
+async function getBlock (helia, cid, signal) {
+  const chunks = []
+  for await (const chunk of helia.blockstore.get(cid, { signal })) {
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks.map(c => (c instanceof Uint8Array ? c : c.subarray())))
+}
+
+// Depth-first walk of a UnixFS file: raw leaves, dag-pb nodes with inline data and/or links.
+async function readFile (helia, cid, signal, sink) {
+  const block = await getBlock(helia, cid, signal)
+  if (cid.code === RAW) {
+    sink(block)
+    return
+  }
+  if (cid.code !== DAG_PB) throw new Error(`unsupported codec 0x${cid.code.toString(16)} for ${cid}`)
+  const node = dagPb.decode(block)
+  if (node.Data != null) {
+    const fsNode = UnixFS.unmarshal(node.Data)
+    if (fsNode.type !== 'file' && fsNode.type !== 'raw') throw new Error(`${cid} is a UnixFS ${fsNode.type}, not a file`)
+    if (fsNode.data != null && fsNode.data.length > 0) sink(fsNode.data)
+  }
+  for (const link of node.Links) {
+    await readFile(helia, link.Hash, signal, sink)
+  }
+}
+
+const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
+
+async function main () {
+  const opts = parseArgs(process.argv.slice(2))
+  const peerAddr = multiaddr(opts.peer)
+
+  const helia = withBitswap(withLibp2pLight(createHeliaLight({}), {
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery: [],
+    connectionGater: { denyDialMultiaddr: () => false },
+    services: { identify: identify(), ping: ping() }
+  }))
+  await helia.start()
+
+  let failed = false
+  try {
+    const conn = await helia.libp2p.dial(peerAddr, { signal: AbortSignal.timeout(opts.timeout * 1000) })
+    const remote = conn.remotePeer
+    if (opts.idle > 0) {
+      await sleep(opts.idle * 1000)
+      const open = helia.libp2p.getConnections(remote).filter(c => c.status === 'open')
+      if (open.length === 0) {
+        console.error(`connection to ${remote} closed during ${opts.idle}s idle`)
+        failed = true
+      }
+    }
+
+    for (const text of opts.cids) {
+      const cid = CID.parse(text)
+      const hash = createHash('sha256')
+      const parts = []
+      let bytes = 0
+      try {
+        const signal = AbortSignal.timeout(opts.timeout * 1000)
+        await readFile(helia, cid, signal, (data) => {
+          hash.update(data)
+          bytes += data.length
+          if (opts.outDir != null) parts.push(Buffer.from(data))
+        })
+        if (opts.outDir != null) {
+          await fs.mkdir(opts.outDir, { recursive: true })
+          await fs.writeFile(path.join(opts.outDir, text), Buffer.concat(parts))
+        }
+        console.log(JSON.stringify({ cid: text, bytes, sha256: hash.digest('hex'), ok: true }))
+      } catch (err) {
+        failed = true
+        console.log(JSON.stringify({ cid: text, ok: false, error: String(err?.message ?? err) }))
+      }
+    }
+
+    for (const text of opts.missing) {
+      const cid = CID.parse(text)
+      let got = false
+      try {
+        await getBlock(helia, cid, AbortSignal.timeout(opts.missingSeconds * 1000))
+        got = true
+      } catch {
+        got = false
+      }
+      if (got) failed = true
+      console.log(JSON.stringify({ cid: text, missing: !got, ok: !got }))
+    }
+  } catch (err) {
+    failed = true
+    console.error(`helia-fetch: ${err?.stack ?? err}`)
+  } finally {
+    await Promise.race([helia.stop().catch(() => {}), sleep(5000)])
+  }
+  process.exit(failed ? 1 : 0)
+}
+
+main().catch(err => {
+  console.error(`helia-fetch: ${err?.stack ?? err}`)
+  process.exit(2)
+})
