@@ -24,6 +24,113 @@ pub struct Config {
     pub origins: OriginsConfig,
     /// Per ecosystem (`cargo`, `npm`, …); an ecosystem not listed is enabled.
     pub ecosystems: BTreeMap<String, EcosystemConfig>,
+    /// Bandwidth, schedule, power and disk limits (the dashboard's limits form). Enforced by the node; see
+    /// [`LimitsConfig`].
+    pub limits: LimitsConfig,
+}
+
+/// The days a weekly schedule names, in order.
+pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Minutes in a day: schedule times are minutes after local midnight, below this.
+const MINUTES_PER_DAY: u32 = 24 * 60;
+
+/// Limits on what pkgseed may use. Every number carries its unit in its name; 0 means unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    pub upload_bytes_per_sec: u64,
+    pub download_bytes_per_sec: u64,
+    /// The alternative limits, in force while [`LimitsConfig::alt_schedule`] says so.
+    pub alt_upload_bytes_per_sec: u64,
+    pub alt_download_bytes_per_sec: u64,
+    pub alt_schedule: AltSchedule,
+    /// Pause seeding while on battery and the charge is at or below `pause_on_battery_below_percent`.
+    pub pause_on_battery: bool,
+    /// 100 pauses whenever the machine runs on battery.
+    pub pause_on_battery_below_percent: u8,
+    /// Pause seeding on a network the OS marks metered.
+    pub pause_on_metered: bool,
+    /// Upload allowed per calendar month; seeding pauses until the next month once it is reached.
+    pub monthly_upload_bytes: u64,
+    /// The most disk pkgseed's own index and store may use.
+    pub disk_bytes: u64,
+}
+
+/// When the alternative limits apply: on the listed days, from `start_minute_of_day` to `end_minute_of_day` (local
+/// time; an end before the start runs past midnight).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AltSchedule {
+    pub enabled: bool,
+    /// Some of [`WEEKDAYS`].
+    pub days: Vec<String>,
+    pub start_minute_of_day: u32,
+    pub end_minute_of_day: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            upload_bytes_per_sec: 0,
+            download_bytes_per_sec: 0,
+            alt_upload_bytes_per_sec: 0,
+            alt_download_bytes_per_sec: 0,
+            alt_schedule: AltSchedule::default(),
+            pause_on_battery: true,
+            // Seed on battery while the charge is comfortable; a laptop at 30% should keep its power.
+            pause_on_battery_below_percent: 30,
+            pause_on_metered: true,
+            monthly_upload_bytes: 0,
+            disk_bytes: 0,
+        }
+    }
+}
+
+impl Default for AltSchedule {
+    fn default() -> Self {
+        // Working hours on weekdays: the typical time a user wants the network to themselves.
+        AltSchedule {
+            enabled: false,
+            days: WEEKDAYS[..5].iter().map(|d| d.to_string()).collect(),
+            start_minute_of_day: 9 * 60,
+            end_minute_of_day: 17 * 60,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let pct = self.pause_on_battery_below_percent;
+        if !(1..=100).contains(&pct) {
+            return Err(format!("limits.pause_on_battery_below_percent must be 1 to 100, not {pct}"));
+        }
+        let schedule = &self.alt_schedule;
+        for (key, minute) in
+            [("start_minute_of_day", schedule.start_minute_of_day), ("end_minute_of_day", schedule.end_minute_of_day)]
+        {
+            if minute >= MINUTES_PER_DAY {
+                return Err(format!("limits.alt_schedule.{key} must be below {MINUTES_PER_DAY} (minutes), not {minute}"));
+            }
+        }
+        for (i, day) in schedule.days.iter().enumerate() {
+            if !WEEKDAYS.contains(&day.as_str()) {
+                return Err(format!("limits.alt_schedule.days: unknown day {day:?} (use {})", WEEKDAYS.join(", ")));
+            }
+            if schedule.days[..i].contains(day) {
+                return Err(format!("limits.alt_schedule.days: {day:?} is listed twice"));
+            }
+        }
+        if schedule.enabled {
+            if schedule.days.is_empty() {
+                return Err("limits.alt_schedule.days: an enabled schedule needs at least one day".into());
+            }
+            if schedule.start_minute_of_day == schedule.end_minute_of_day {
+                return Err("limits.alt_schedule: start_minute_of_day and end_minute_of_day are equal".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Origins the user marked. An origin id is what `pkgseed status` lists (for cargo, the index dir name).
@@ -55,6 +162,7 @@ impl Default for Config {
             cid_profile: pkgseed_unixfs::Profile::UnixfsV1_2025.name().into(),
             origins: OriginsConfig::default(),
             ecosystems: BTreeMap::new(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -115,7 +223,7 @@ impl Config {
         if let Some(both) = self.origins.public.iter().find(|o| self.origins.private.contains(o)) {
             return Err(format!("origin {both:?} is marked both public and private"));
         }
-        Ok(())
+        self.limits.validate()
     }
 
     /// Writes the file atomically (temp file, fsync, rename): readers see the old or the new config, never a torn one.
@@ -168,6 +276,40 @@ mod tests {
         assert!(!config.ecosystem_enabled("cargo"));
         assert!(Config::default().ecosystem_enabled("cargo"));
         assert!(Config::parse("[ecosystems.nosuch]\nenabled = true\n").unwrap_err().contains("nosuch"));
+    }
+
+    #[test]
+    fn limits_default_to_unlimited_and_round_trip() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.limits.upload_bytes_per_sec, 0);
+        assert_eq!(config.limits.disk_bytes, 0);
+        let text = "[limits]\nupload_bytes_per_sec = 1048576\nmonthly_upload_bytes = 5\n\
+                    [limits.alt_schedule]\nenabled = true\ndays = [\"sat\", \"sun\"]\n";
+        let config = Config::parse(text).unwrap();
+        assert_eq!(config.limits.upload_bytes_per_sec, 1_048_576);
+        assert_eq!(config.limits.monthly_upload_bytes, 5);
+        assert_eq!(config.limits.alt_schedule.days, vec!["sat".to_string(), "sun".to_string()]);
+        // Keys not given keep their defaults.
+        assert_eq!(config.limits.alt_schedule.start_minute_of_day, 9 * 60);
+        let again = Config::parse(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again, config);
+    }
+
+    #[test]
+    fn invalid_limits_are_refused_with_the_key_named() {
+        let err = |text: &str| Config::parse(text).unwrap_err();
+        assert!(err("[limits]\npause_on_battery_below_percent = 0").contains("limits.pause_on_battery_below_percent"));
+        assert!(err("[limits]\npause_on_battery_below_percent = 101").contains("pause_on_battery_below_percent"));
+        assert!(err("[limits.alt_schedule]\nstart_minute_of_day = 1440").contains("limits.alt_schedule.start_minute"));
+        assert!(err("[limits.alt_schedule]\nend_minute_of_day = 5000").contains("end_minute_of_day"));
+        assert!(err("[limits.alt_schedule]\ndays = [\"monday\"]").contains("limits.alt_schedule.days"));
+        assert!(err("[limits.alt_schedule]\ndays = [\"mon\", \"mon\"]").contains("twice"));
+        assert!(err("[limits.alt_schedule]\nenabled = true\ndays = []").contains("at least one day"));
+        let same = "[limits.alt_schedule]\nenabled = true\nstart_minute_of_day = 60\nend_minute_of_day = 60";
+        assert!(err(same).contains("equal"));
+        assert!(err("[limits]\nupload_bytes_per_sec = -1").contains("upload_bytes_per_sec"));
+        // A schedule that is off may be incomplete: the user is still editing it.
+        assert!(Config::parse("[limits.alt_schedule]\nenabled = false\ndays = []").is_ok());
     }
 
     #[test]

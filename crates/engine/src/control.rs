@@ -19,6 +19,8 @@ pub enum ControlRequest {
     Pause,
     Resume,
     Scan,
+    /// The settings in force (what the engine applied, not just what the file says).
+    Config,
 }
 
 /// A response line: `{"ok": ...}` or `{"error": {"code", "message"}}`.
@@ -89,6 +91,7 @@ async fn handle(engine: &Engine, request: ControlRequest) -> ControlResponse {
         ControlRequest::Ls => engine.artifacts().map(|list| serde_json::to_value(list).unwrap_or_default()),
         ControlRequest::Pause => engine.set_paused(true).map(|_| serde_json::json!({"paused": true})),
         ControlRequest::Resume => engine.set_paused(false).map(|_| serde_json::json!({"paused": false})),
+        ControlRequest::Config => Ok(serde_json::to_value(engine.config()).unwrap_or_default()),
         ControlRequest::Scan => {
             engine.rescan();
             Ok(serde_json::json!({"scan": "queued"}))

@@ -348,6 +348,10 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
                 let _ = tokio::task::spawn_blocking(move || indexer::withdraw_stale(&shared_for_task, id)).await;
             }
             Work::Scan => {
+                // A scan writes many artifacts: commit each atomically but flush to disk once, at the end.
+                if let Err(err) = shared.index.set_bulk_writes(true) {
+                    tracing::error!(%err, "index");
+                }
                 let shared_for_task = shared.clone();
                 let paths = tokio::task::spawn_blocking(move || indexer::scan_roots(&shared_for_task))
                     .await
@@ -363,6 +367,10 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
                 first_scan = false;
             }
             Work::ScanDone { first } => {
+                let index = shared.index.clone();
+                if let Ok(Err(err)) = tokio::task::spawn_blocking(move || index.set_bulk_writes(false)).await {
+                    tracing::error!(%err, "cannot flush the index");
+                }
                 if first {
                     shared.first_scan_done.store(true, Ordering::SeqCst);
                     shared.emit(EngineEvent::FirstScanDone);

@@ -15,7 +15,7 @@ mod watcher;
 
 use std::sync::Arc;
 
-pub use config::{Config, EcosystemConfig, OriginsConfig, CONFIG_VERSION};
+pub use config::{AltSchedule, Config, EcosystemConfig, LimitsConfig, OriginsConfig, CONFIG_VERSION, WEEKDAYS};
 pub use dirs::EngineDirs;
 pub use engine::{Engine, EngineOptions};
 pub use error::EngineError;

@@ -221,6 +221,8 @@ enum Candidate {
 pub struct Index {
     db: Database,
     path: PathBuf,
+    /// While set, writes commit with eventual durability (a bulk scan); [`Index::flush`] makes them durable.
+    bulk_writes: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Index {
@@ -272,6 +274,7 @@ impl Index {
         let index = Index {
             db,
             path: path.to_path_buf(),
+            bulk_writes: std::sync::atomic::AtomicBool::new(false),
         };
         index.init_schema()?;
         Ok(index)
@@ -323,6 +326,32 @@ impl Index {
         ))
     }
 
+    /// Bulk mode (a first scan): each write still commits atomically, but without waiting for the disk, so a crash
+    /// may lose the last writes (never tear them): those files are simply hashed again at the next start. Turning
+    /// bulk mode off makes everything written so far durable.
+    pub fn set_bulk_writes(&self, bulk: bool) -> Result<(), IndexError> {
+        self.bulk_writes.store(bulk, std::sync::atomic::Ordering::SeqCst);
+        if !bulk {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every committed write durable.
+    pub fn flush(&self) -> Result<(), IndexError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(redb::Durability::Immediate);
+        txn.commit().map_err(db_err)
+    }
+
+    fn begin_write(&self) -> Result<redb::WriteTransaction, IndexError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        if self.bulk_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            txn.set_durability(redb::Durability::Eventual);
+        }
+        Ok(txn)
+    }
+
     /// The DB file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -338,7 +367,7 @@ impl Index {
         blocks: &[PlannedBlock],
     ) -> Result<ArtifactId, IndexError> {
         validate_blocks(&record, blocks)?;
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.begin_write()?;
         let id = {
             let old = txn
                 .open_table(PATHS)
@@ -408,7 +437,7 @@ impl Index {
     /// Removes an artifact, its path entry and its block locations in one transaction; returns its record.
     /// Blocks that another artifact also holds stay served by that artifact.
     pub fn remove_artifact(&self, id: ArtifactId) -> Result<Option<ArtifactRecord>, IndexError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.begin_write()?;
         let record = remove_in(&txn, id)?;
         if record.is_some() {
             txn.commit().map_err(db_err)?;

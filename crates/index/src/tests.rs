@@ -862,3 +862,20 @@ fn extra_disk_for_50_mib_artifacts_is_small() {
         "{per_artifact} bytes per 50 MiB artifact is over 0.5%"
     );
 }
+
+#[test]
+fn bulk_writes_are_visible_at_once_and_durable_after_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = pattern(3000, 9);
+    let file = write_file(dir.path(), "bulk.crate", &bytes);
+    {
+        let index = open_index(dir.path());
+        index.set_bulk_writes(true).unwrap();
+        let id = index.put_artifact(record_for(&file, "cargo", "bulk"), &raw_leaves(&bytes, 1024)).unwrap();
+        // Readers see a bulk write as soon as it commits.
+        assert_eq!(index.artifact(id).unwrap().unwrap().name, "bulk");
+        index.set_bulk_writes(false).unwrap();
+    }
+    let reopened = open_index(dir.path());
+    assert!(reopened.artifact_by_path(&file).unwrap().is_some(), "flushed bulk writes survive a reopen");
+}
