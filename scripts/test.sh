@@ -8,3 +8,5 @@ scripts/setup.sh
 cargo build --workspace --all-targets
 export PKGSEED_BIN="$PWD/target/debug/pkgseed"
 cargo test --workspace -- --test-threads=2
+# The desktop app in real windows (Xvfb, tauri-driver, the tray over D-Bus, keyring, screenshots), reusing the build above.
+PKGSEED_DESKTOP_BIN="$PWD/target/debug/pkgseed-desktop" tests/desktop/run.sh

@@ -13,8 +13,8 @@ use pkgseed_e2e::registry::{
     cached_crates, make_crate, origin_of, CargoProject, Dep, Published, SparseRegistry,
 };
 use pkgseed_e2e::{
-    dial_addr, helia_fetch, js_importer_installed, js_unixfs_cids, poll, raw_sha256_cid,
-    sha256_file, sha256_hex, status, wait_first_scan, Daemon, HeliaFetch, TestEnv,
+    dht_find_providers, dial_addr, helia_fetch, js_importer_installed, js_unixfs_cids, poll,
+    raw_sha256_cid, sha256_file, sha256_hex, status, wait_first_scan, Daemon, HeliaFetch, TestEnv,
 };
 use serde_json::Value;
 
@@ -679,6 +679,70 @@ fn cargo_slice() {
         assert_missing(&r, &missing);
     });
 
+    // c'. The DHT, over the real protocol: a js-libp2p Kademlia client sends GET_PROVIDERS to the daemon.
+    steps.run(
+        "c: the DHT names us for public root and checksum CIDs, nobody for the private crate",
+        || {
+            let st = status(&w.env);
+            let me = st["peer_id"].as_str().expect("peer_id").to_string();
+            let peer = dial_addr(&st);
+            let ls = w.ls();
+            let mut public: BTreeSet<String> = BTreeSet::new();
+            for n in public_seeded {
+                let e = ls_find(&ls, n).unwrap_or_else(|| panic!("{n} not in ls: {ls:#?}"));
+                public.extend(e["cid"].as_str().map(str::to_string));
+                public.extend(e["checksum_cid"].as_str().map(str::to_string));
+            }
+            let private: BTreeSet<String> = [
+                root_cid["inhouse"].clone(),
+                raw_sha256_cid(&w.published("inhouse").cksum),
+            ]
+            .into();
+            assert!(public.is_disjoint(&private), "public {public:?} / private {private:?}");
+            // Every public key is handed to Kademlia (stored as our provider record) once the queue is empty.
+            let mut last = Value::Null;
+            let settled = poll(Duration::from_secs(20), Duration::from_millis(200), || {
+                last = status(&w.env);
+                (last["announce_queue_len"].as_u64() == Some(0)
+                    && last["announced_keys"].as_u64() == Some(public.len() as u64))
+                .then_some(())
+            });
+            assert!(
+                settled.is_some(),
+                "announced_keys != {} distinct public root+checksum CIDs ({public:?}) with an empty queue \
+                 within 20 s: announced_keys {}, announce_queue_len {}",
+                public.len(),
+                last["announced_keys"],
+                last["announce_queue_len"]
+            );
+            let cids: Vec<&str> = public.iter().chain(&private).map(|s| s.as_str()).collect();
+            let r = dht_find_providers(&peer, &cids, 20);
+            eprintln!(
+                "[dht] {:.1?}, exit {:?}, lines {:?}",
+                r.output.elapsed, r.output.status, r.lines
+            );
+            let mut wrong = Vec::new();
+            for c in &public {
+                let got = r.providers(c, &me);
+                if got != [me.clone()] {
+                    wrong.push(format!("public {c}: providers {got:?}, expected [{me}]"));
+                }
+            }
+            for c in &private {
+                let got = r.providers(c, &me);
+                if !got.is_empty() {
+                    wrong.push(format!("private {c}: providers {got:?}, expected none"));
+                }
+            }
+            assert!(wrong.is_empty(), "{}\n{}", wrong.join("\n"), r.output.describe());
+            assert!(
+                r.output.success(),
+                "dht-providers failed\n{}",
+                r.output.describe()
+            );
+        },
+    );
+
     // g. Pause / resume.
     steps.run("g: pause stops serving, resume restarts it", || {
         let peer = w.peer();
@@ -711,6 +775,42 @@ fn cargo_slice() {
         let r = w.helia(&peer, &[&cid], &[], 30, 5, "resumed");
         assert_fetched(&r, &w.env.work.join("helia/resumed"), &[(&cid, &bytes)]);
     });
+
+    steps.run(
+        "g: paused, the DHT names nobody for our keys; resume restores it",
+        || {
+            let st = status(&w.env);
+            let me = st["peer_id"].as_str().expect("peer_id").to_string();
+            let peer = dial_addr(&st);
+            let cid = root_cid["seedling"].clone();
+            w.env
+                .pkgseed_run(&["pause"])
+                .expect_success("pkgseed pause");
+            let paused = poll(Duration::from_secs(2), Duration::from_millis(100), || {
+                (status(&w.env)["paused"] == true).then_some(())
+            });
+            // A fresh client (never connected before) asks while paused; resume before judging, so a failure here
+            // does not leave the daemon paused for the later steps.
+            let r = dht_find_providers(&peer, &[&cid], 20);
+            w.env
+                .pkgseed_run(&["resume"])
+                .expect_success("pkgseed resume");
+            let resumed = poll(Duration::from_secs(2), Duration::from_millis(100), || {
+                (status(&w.env)["paused"] == false).then_some(())
+            });
+            assert!(paused.is_some(), "status.paused not true after `pause`");
+            assert!(resumed.is_some(), "status.paused still true after `resume`");
+            let while_paused = r.providers(&cid, &me);
+            assert!(
+                while_paused.is_empty(),
+                "paused, yet GET_PROVIDERS named {while_paused:?} for {cid}\n{}",
+                r.output.describe()
+            );
+            let r = dht_find_providers(&peer, &[&cid], 20);
+            let after = r.providers(&cid, &me);
+            assert_eq!(after, [me.clone()], "after resume\n{}", r.output.describe());
+        },
+    );
 
     // d. Watcher: a new dependency fetched while the daemon runs shows up within 3 s.
     steps.run("d: a crate fetched while running appears in ls within 3 s", || {

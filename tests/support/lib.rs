@@ -3,10 +3,16 @@
 //! - [`http`]: a std-only static HTTP/1.1 server on 127.0.0.1:0.
 //! - [`registry`]: real `.crate` files made by `cargo package`, sparse registries, a consumer project for `cargo fetch`.
 //! - [`proc`]: child processes with bounded waits and group kill.
+//! - [`faults`]: fault injection for `tests/reliability.rs` (seeded RNG, a crafted cargo cache, many-CID Helia runs).
 //! - this module: locating binaries, a per-test environment ([`TestEnv`]), the [`Daemon`] guard, `pkgseed` JSON
 //!   commands, the Helia fetch tool and the JS reference CID tool.
 
+pub mod faults;
 pub mod http;
+pub mod jvmgo;
+pub mod langpkg;
+pub mod npm;
+pub mod pipapt;
 pub mod proc;
 pub mod registry;
 
@@ -110,7 +116,13 @@ pub struct TestEnv {
     pub data_dir: PathBuf,
     pub logs: PathBuf,
     pub work: PathBuf,
+    /// Ecosystems whose caches live outside HOME (e.g. apt's `/var/cache/apt/archives`) are disabled in the
+    /// pkgseed config unless a test enables them here: a test must not seed the CI machine's own caches.
+    system_ecosystems: std::cell::RefCell<Vec<String>>,
 }
+
+/// Ecosystems whose default cache roots are system-wide, not under the test's HOME.
+pub const SYSTEM_WIDE_ECOSYSTEMS: &[&str] = &["apt", "rubygems"];
 
 impl TestEnv {
     pub fn new(name: &str) -> TestEnv {
@@ -132,6 +144,7 @@ impl TestEnv {
             data_dir: mk("data"),
             logs: mk("logs"),
             work: mk("work"),
+            system_ecosystems: std::cell::RefCell::new(Vec::new()),
             root_path: root_path.clone(),
             root: Some(root),
         };
@@ -152,12 +165,28 @@ impl TestEnv {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let toml = format!(
+        let mut toml = format!(
             "[origins]\npublic = [{}]\nprivate = [{}]\n",
             list(public),
             list(private)
         );
+        for ecosystem in SYSTEM_WIDE_ECOSYSTEMS {
+            let enabled = self
+                .system_ecosystems
+                .borrow()
+                .iter()
+                .any(|e| e == ecosystem);
+            toml.push_str(&format!("[ecosystems.{ecosystem}]\nenabled = {enabled}\n"));
+        }
         std::fs::write(self.config_dir.join("config.toml"), toml).unwrap();
+    }
+
+    /// Lets the daemon use a source whose roots are system-wide (see [`SYSTEM_WIDE_ECOSYSTEMS`]); the test must point
+    /// it at its own dirs (e.g. `APT_CONFIG`, `GEM_HOME`).
+    pub fn enable_system_ecosystem(&self, ecosystem: &str) {
+        self.system_ecosystems
+            .borrow_mut()
+            .push(ecosystem.to_string());
     }
 
     /// A `pkgseed` command with this env's variables set.
@@ -575,4 +604,80 @@ mod tests {
             vec!["bafkqaaa".to_string()]
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// DHT providers (tests/js/dht-providers.mjs)
+
+/// The outcome of one `tests/js/dht-providers.mjs` run: a fresh js-libp2p DHT client (`/ipfs/kad/1.0.0`, client
+/// mode, loopback addresses kept) dials `peer` and runs GET_PROVIDERS queries.
+#[derive(Debug)]
+pub struct DhtProviders {
+    pub output: RunOutput,
+    /// `{cid, providers: [peer id], responded: [peer id], ok}` per CID.
+    pub lines: Vec<Value>,
+}
+
+impl DhtProviders {
+    /// The providers reported for `cid`, after checking that the query ran and that `queried` (a peer id) answered
+    /// it — so an empty list means "nobody", not "never asked". Panics with the tool's output otherwise.
+    #[track_caller]
+    pub fn providers(&self, cid: &str, queried: &str) -> Vec<String> {
+        let line = self
+            .lines
+            .iter()
+            .find(|l| l["cid"].as_str() == Some(cid))
+            .unwrap_or_else(|| panic!("no DHT line for {cid}\n{}", self.output.describe()));
+        let list = |field: &str| -> Vec<String> {
+            line[field]
+                .as_array()
+                .unwrap_or_else(|| panic!("DHT line without {field}: {line}"))
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        assert_eq!(
+            line["ok"],
+            Value::Bool(true),
+            "DHT query for {cid} failed: {line}"
+        );
+        assert!(
+            list("responded").iter().any(|p| p == queried),
+            "{queried} did not answer GET_PROVIDERS for {cid}: {line}"
+        );
+        list("providers")
+    }
+}
+
+/// Run `node tests/js/dht-providers.mjs --peer PEER --find-providers CID...` (each query bounded by
+/// `timeout_secs`; the whole run by that per CID + 60 s).
+#[track_caller]
+pub fn dht_find_providers(peer: &str, cids: &[&str], timeout_secs: u64) -> DhtProviders {
+    let script = js_dir().join("dht-providers.mjs");
+    assert!(
+        script.is_file(),
+        "{} is missing (the DHT providers tool)",
+        script.display()
+    );
+    let mut cmd = Command::new(node_bin());
+    cmd.current_dir(js_dir()).arg(&script).args([
+        "--peer",
+        peer,
+        "--timeout-seconds",
+        &timeout_secs.to_string(),
+        "--routing-seconds",
+        "15",
+    ]);
+    for c in cids {
+        cmd.args(["--find-providers", c]);
+    }
+    let bound = Duration::from_secs(timeout_secs * cids.len().max(1) as u64 + 60);
+    let output = run(&mut cmd, bound);
+    let lines = output
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(|v| v.is_object())
+        .collect();
+    DhtProviders { output, lines }
 }

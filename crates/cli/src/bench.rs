@@ -15,6 +15,11 @@ pub struct BenchOptions {
     pub artifacts: usize,
     pub seed: u64,
     pub work_dir: Option<PathBuf>,
+    /// Also run the daemon rows (first scan, restart, new-artifact latency, idle).
+    pub daemon: bool,
+    /// Cap on the synthetic daemon cache's total size (sizes are scaled down to fit).
+    pub daemon_total_bytes: u64,
+    pub idle_seconds: u64,
 }
 
 /// One row of the printed table.
@@ -27,12 +32,20 @@ struct Row {
 
 pub fn run(options: BenchOptions) -> Result<()> {
     let temp = tempfile::tempdir()?;
-    let root = options.work_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let root = options
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
     let cache_dir = root.join("cache");
     std::fs::create_dir_all(&cache_dir)?;
     let files = generate_cargo_like_cache(&cache_dir, options.artifacts, options.seed)?;
     let total_bytes: u64 = files.iter().map(|(_, size)| size).sum();
-    eprintln!("bench: {} synthetic artifacts, {} bytes in {}", files.len(), total_bytes, cache_dir.display());
+    eprintln!(
+        "bench: {} synthetic artifacts, {} bytes in {}",
+        files.len(),
+        total_bytes,
+        cache_dir.display()
+    );
 
     // Warm the page cache so both measurements read from memory, not from the disk.
     let baseline_secs = time_plain_sha256(&files)?;
@@ -70,8 +83,84 @@ pub fn run(options: BenchOptions) -> Result<()> {
             ratio: "goal <= 0.5%".into(),
         },
     ];
+    let mut rows = rows;
+    if options.daemon {
+        let daemon_dir = root.join("daemon");
+        let figures = crate::bench_daemon::run(
+            &crate::bench_daemon::DaemonBenchOptions {
+                artifacts: options.artifacts,
+                seed: options.seed,
+                total_bytes_budget: options.daemon_total_bytes,
+                idle_seconds: options.idle_seconds,
+            },
+            &daemon_dir,
+        )?;
+        rows.extend(daemon_rows(&figures));
+    }
     print_table(&rows);
     Ok(())
+}
+
+fn daemon_rows(f: &crate::bench_daemon::DaemonFigures) -> Vec<Row> {
+    let mb = f.bytes as f64 / 1e6;
+    vec![
+        Row {
+            measurement: format!(
+                "first scan, {} artifacts ({:.0} MB): wall s",
+                f.artifacts, mb
+            ),
+            value: format!("{:.2}", f.scan_wall_secs),
+            baseline: format!("{:.2} (plain sha256 of the files)", f.sha256_secs),
+            ratio: format!("{:.2}x", f.sha256_secs / f.scan_wall_secs),
+        },
+        Row {
+            measurement: "first scan: CPU s / peak RSS MB".into(),
+            value: format!(
+                "{:.2} / {:.1}",
+                f.scan_cpu_secs,
+                f.scan_peak_rss_bytes as f64 / 1e6
+            ),
+            baseline: "-".into(),
+            ratio: "-".into(),
+        },
+        Row {
+            measurement: "restart to serving: wall s (files rehashed)".into(),
+            value: format!(
+                "{:.2} ({})",
+                f.restart_to_serving_secs, f.restart_files_hashed
+            ),
+            baseline: format!("{:.2} (first scan)", f.scan_wall_secs),
+            ratio: format!(
+                "{:.3}x; goal <= 1 s, 0 rehashed",
+                f.restart_to_serving_secs / f.scan_wall_secs
+            ),
+        },
+        Row {
+            measurement: "new artifact written -> served: ms".into(),
+            value: format!("{:.0}", f.new_artifact_latency_secs * 1000.0),
+            baseline: "goal <= 1000".into(),
+            ratio: format!("{:.2}x of goal", f.new_artifact_latency_secs),
+        },
+        Row {
+            measurement: format!("idle over {} s: CPU % of a core / RSS MB", f.idle_seconds),
+            value: format!(
+                "{:.3} / {:.1}",
+                f.idle_cpu_percent,
+                f.idle_rss_bytes as f64 / 1e6
+            ),
+            baseline: "goal <= 0.2 / <= 50".into(),
+            ratio: "-".into(),
+        },
+        Row {
+            measurement: "daemon index on disk per seeded byte".into(),
+            value: format!(
+                "{:.3}%",
+                100.0 * f.index_disk_bytes as f64 / f.bytes.max(1) as f64
+            ),
+            baseline: format!("{} B index", f.index_disk_bytes),
+            ratio: "goal <= 0.5%".into(),
+        },
+    ]
 }
 
 /// Crate sizes follow a long tail like a real cargo cache: most are tens of KB, a few are several MB.
@@ -97,7 +186,7 @@ fn generate_cargo_like_cache(dir: &Path, count: usize, seed: u64) -> Result<Vec<
     Ok(files)
 }
 
-fn time_plain_sha256(files: &[(PathBuf, u64)]) -> Result<f64> {
+pub(crate) fn time_plain_sha256(files: &[(PathBuf, u64)]) -> Result<f64> {
     let start = Instant::now();
     let mut buffer = vec![0u8; 1 << 20];
     for (path, _) in files {
@@ -118,7 +207,11 @@ fn time_plain_sha256(files: &[(PathBuf, u64)]) -> Result<f64> {
 fn time_dag_only(files: &[(PathBuf, u64)]) -> Result<f64> {
     let start = Instant::now();
     for (path, _) in files {
-        std::hint::black_box(pkgseed_unixfs::dag_of_file(path, Profile::UnixfsV1_2025, false)?);
+        std::hint::black_box(pkgseed_unixfs::dag_of_file(
+            path,
+            Profile::UnixfsV1_2025,
+            false,
+        )?);
     }
     Ok(start.elapsed().as_secs_f64())
 }
@@ -131,12 +224,21 @@ fn index_one(index: &Index, path: &Path) -> Result<()> {
     let mut blocks: Vec<PlannedBlock> = dag.blocks.clone();
     let checksum_cid = if dag.size_bytes <= MAX_BLOCK_BYTES {
         let cid = pkgseed_unixfs::checksum_cid(DigestAlgo::Sha256, &dag.sha256)?;
-        blocks.push(PlannedBlock { cid, kind: BlockKind::WholeFile(DigestAlgo::Sha256), offset: 0, len: dag.size_bytes });
+        blocks.push(PlannedBlock {
+            cid,
+            kind: BlockKind::WholeFile(DigestAlgo::Sha256),
+            offset: 0,
+            len: dag.size_bytes,
+        });
         Some(cid.to_string())
     } else {
         None
     };
-    let name = path.file_stem().and_then(|s| s.to_str()).context("file name")?.to_string();
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("file name")?
+        .to_string();
     let record = ArtifactRecord {
         id: 0,
         ecosystem: "cargo".into(),
@@ -162,12 +264,33 @@ fn hex_lower(bytes: &[u8]) -> String {
 
 fn print_table(rows: &[Row]) {
     let widths = [
-        rows.iter().map(|r| r.measurement.len()).max().unwrap_or(0).max(11),
+        rows.iter()
+            .map(|r| r.measurement.len())
+            .max()
+            .unwrap_or(0)
+            .max(11),
         rows.iter().map(|r| r.value.len()).max().unwrap_or(0).max(5),
-        rows.iter().map(|r| r.baseline.len()).max().unwrap_or(0).max(8),
+        rows.iter()
+            .map(|r| r.baseline.len())
+            .max()
+            .unwrap_or(0)
+            .max(8),
     ];
-    println!("| {:w0$} | {:>w1$} | {:w2$} | ratio |", "measurement", "value", "baseline", w0 = widths[0], w1 = widths[1], w2 = widths[2]);
-    println!("|{}|{}|{}|-------|", "-".repeat(widths[0] + 2), "-".repeat(widths[1] + 2), "-".repeat(widths[2] + 2));
+    println!(
+        "| {:w0$} | {:>w1$} | {:w2$} | ratio |",
+        "measurement",
+        "value",
+        "baseline",
+        w0 = widths[0],
+        w1 = widths[1],
+        w2 = widths[2]
+    );
+    println!(
+        "|{}|{}|{}|-------|",
+        "-".repeat(widths[0] + 2),
+        "-".repeat(widths[1] + 2),
+        "-".repeat(widths[2] + 2)
+    );
     for row in rows {
         println!(
             "| {:w0$} | {:>w1$} | {:w2$} | {} |",

@@ -1,6 +1,7 @@
 //! `pkgseed`: the headless daemon and the commands that talk to it over the local control socket.
 
 mod bench;
+mod bench_daemon;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,7 +23,11 @@ macro_rules! out {
 }
 
 #[derive(Parser)]
-#[command(name = "pkgseed", version, about = "Seed the public packages in your package caches over IPFS")]
+#[command(
+    name = "pkgseed",
+    version,
+    about = "Seed the public packages in your package caches over IPFS"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,6 +67,37 @@ enum Command {
     Resume,
     /// Rescan every cache now.
     Scan,
+    /// Show the limits, or change them live (bytes and bytes per second; 0 = unlimited). Saved to the config file.
+    Limits {
+        /// Upload cap, bytes per second.
+        #[arg(long, value_name = "BYTES_PER_SEC")]
+        upload: Option<u64>,
+        /// Download cap, bytes per second.
+        #[arg(long, value_name = "BYTES_PER_SEC")]
+        download: Option<u64>,
+        /// Upload cap while the alternative schedule is in force.
+        #[arg(long, value_name = "BYTES_PER_SEC")]
+        alt_upload: Option<u64>,
+        /// Download cap while the alternative schedule is in force.
+        #[arg(long, value_name = "BYTES_PER_SEC")]
+        alt_download: Option<u64>,
+        /// Upload allowed per calendar month.
+        #[arg(long, value_name = "BYTES")]
+        monthly_upload_cap: Option<u64>,
+        /// The most disk pkgseed's own index and store may use.
+        #[arg(long, value_name = "BYTES")]
+        disk_cap: Option<u64>,
+        /// Pause on battery (at or below --pause-on-battery-below-percent).
+        #[arg(long, value_name = "BOOL")]
+        pause_on_battery: Option<bool>,
+        #[arg(long, value_name = "PERCENT")]
+        pause_on_battery_below_percent: Option<u8>,
+        /// Pause on a network the OS marks metered.
+        #[arg(long, value_name = "BOOL")]
+        pause_on_metered: Option<bool>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure indexing on a generated cache and print a table with same-run baselines.
     Bench {
         /// Synthetic artifacts to generate.
@@ -73,12 +109,24 @@ enum Command {
         /// Where to put the synthetic cache and index (default: a temp dir, removed afterwards).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// Only the in-process rows (hashing, index), not the daemon rows.
+        #[arg(long)]
+        no_daemon: bool,
+        /// Total size of the daemon's synthetic cache; artifact sizes are scaled down to fit.
+        #[arg(long, default_value_t = 2_000_000_000)]
+        daemon_total_bytes: u64,
+        /// How long the idle measurement lasts.
+        #[arg(long, default_value_t = 60)]
+        idle_seconds: u64,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("pkgseed: cannot start the async runtime: {err}");
@@ -130,9 +178,102 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Pause => ask(ControlRequest::Pause).await.map(|_| out!("paused")),
         Command::Resume => ask(ControlRequest::Resume).await.map(|_| out!("seeding")),
         Command::Scan => ask(ControlRequest::Scan).await.map(|_| out!("scan queued")),
-        Command::Bench { artifacts, seed, work_dir } => {
-            tokio::task::spawn_blocking(move || bench::run(bench::BenchOptions { artifacts, seed, work_dir }))
-                .await?
+        Command::Limits {
+            upload,
+            download,
+            alt_upload,
+            alt_download,
+            monthly_upload_cap,
+            disk_cap,
+            pause_on_battery,
+            pause_on_battery_below_percent,
+            pause_on_metered,
+            json,
+        } => {
+            let update = control::LimitsUpdate {
+                upload_bytes_per_sec: upload,
+                download_bytes_per_sec: download,
+                alt_upload_bytes_per_sec: alt_upload,
+                alt_download_bytes_per_sec: alt_download,
+                monthly_upload_bytes: monthly_upload_cap,
+                disk_bytes: disk_cap,
+                pause_on_battery,
+                pause_on_battery_below_percent,
+                pause_on_metered,
+                alt_schedule: None,
+            };
+            let value = ask(ControlRequest::Limits(update)).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                let limits: pkgseed_engine::LimitsConfig = serde_json::from_value(value)?;
+                let rate = |v: u64| {
+                    if v == 0 {
+                        "unlimited".to_string()
+                    } else {
+                        format!("{v} B/s")
+                    }
+                };
+                let bytes = |v: u64| {
+                    if v == 0 {
+                        "unlimited".to_string()
+                    } else {
+                        format!("{v} bytes")
+                    }
+                };
+                out!("upload:        {}", rate(limits.upload_bytes_per_sec));
+                out!("download:      {}", rate(limits.download_bytes_per_sec));
+                out!("alt upload:    {}", rate(limits.alt_upload_bytes_per_sec));
+                out!("alt download:  {}", rate(limits.alt_download_bytes_per_sec));
+                out!(
+                    "alt schedule:  {}",
+                    if limits.alt_schedule.enabled {
+                        "on"
+                    } else {
+                        "off"
+                    }
+                );
+                out!("monthly cap:   {}", bytes(limits.monthly_upload_bytes));
+                out!("disk cap:      {}", bytes(limits.disk_bytes));
+                out!(
+                    "on battery:    {}",
+                    if limits.pause_on_battery {
+                        format!(
+                            "pause at or below {}%",
+                            limits.pause_on_battery_below_percent
+                        )
+                    } else {
+                        "keep seeding".into()
+                    }
+                );
+                out!(
+                    "metered:       {}",
+                    if limits.pause_on_metered {
+                        "pause"
+                    } else {
+                        "keep seeding"
+                    }
+                );
+            }
+            Ok(())
+        }
+        Command::Bench {
+            artifacts,
+            seed,
+            work_dir,
+            no_daemon,
+            daemon_total_bytes,
+            idle_seconds,
+        } => {
+            let options = bench::BenchOptions {
+                artifacts,
+                seed,
+                work_dir,
+                daemon: !no_daemon,
+                daemon_total_bytes,
+                idle_seconds,
+            };
+            tokio::task::spawn_blocking(move || bench::run(options)).await?
         }
     }
 }
@@ -187,17 +328,43 @@ fn print_status(status: &Status) {
     for addr in &status.listen_addrs {
         out!("listening: {addr}");
     }
-    out!("state:     {}", if status.paused { "paused" } else { "seeding" });
-    for (ecosystem, counts) in &status.ecosystems {
-        out!("{ecosystem:>10}: {} artifacts, {} bytes", counts.artifacts, counts.bytes);
+    match (&status.pause_reason, status.paused) {
+        (Some(reason), true) => out!("state:     paused ({reason})"),
+        (_, true) => out!("state:     paused"),
+        _ => out!("state:     seeding"),
     }
-    out!("served:    {} blocks, {} bytes", status.blocks_served, status.bytes_served);
-    out!("announced: {} keys ({} queued)", status.announced_keys, status.announce_queue_len);
+    for (ecosystem, counts) in &status.ecosystems {
+        out!(
+            "{ecosystem:>10}: {} artifacts, {} bytes",
+            counts.artifacts,
+            counts.bytes
+        );
+    }
+    out!(
+        "served:    {} blocks, {} bytes",
+        status.blocks_served,
+        status.bytes_served
+    );
+    out!(
+        "announced: {} keys ({} queued)",
+        status.announced_keys,
+        status.announce_queue_len
+    );
     if !status.first_scan_done {
-        out!("indexing:  {}/{} files", status.scan.files_done, status.scan.files_total);
+        out!(
+            "indexing:  {}/{} files",
+            status.scan.files_done,
+            status.scan.files_total
+        );
     }
     for origin in &status.origins {
-        out!("origin:    {} {} [{}] {} files", origin.ecosystem, origin.origin, origin.provenance, origin.artifacts);
+        out!(
+            "origin:    {} {} [{}] {} files",
+            origin.ecosystem,
+            origin.origin,
+            origin.provenance,
+            origin.artifacts
+        );
     }
     if let Some(warning) = &status.identity_warning {
         out!("warning:   {warning}");

@@ -103,19 +103,25 @@ impl LimitsConfig {
     pub fn validate(&self) -> Result<(), String> {
         let pct = self.pause_on_battery_below_percent;
         if !(1..=100).contains(&pct) {
-            return Err(format!("limits.pause_on_battery_below_percent must be 1 to 100, not {pct}"));
+            return Err(format!(
+                "limits.pause_on_battery_below_percent must be 1 to 100, not {pct}"
+            ));
         }
         let schedule = &self.alt_schedule;
-        for (key, minute) in
-            [("start_minute_of_day", schedule.start_minute_of_day), ("end_minute_of_day", schedule.end_minute_of_day)]
-        {
+        for (key, minute) in [
+            ("start_minute_of_day", schedule.start_minute_of_day),
+            ("end_minute_of_day", schedule.end_minute_of_day),
+        ] {
             if minute >= MINUTES_PER_DAY {
                 return Err(format!("limits.alt_schedule.{key} must be below {MINUTES_PER_DAY} (minutes), not {minute}"));
             }
         }
         for (i, day) in schedule.days.iter().enumerate() {
             if !WEEKDAYS.contains(&day.as_str()) {
-                return Err(format!("limits.alt_schedule.days: unknown day {day:?} (use {})", WEEKDAYS.join(", ")));
+                return Err(format!(
+                    "limits.alt_schedule.days: unknown day {day:?} (use {})",
+                    WEEKDAYS.join(", ")
+                ));
             }
             if schedule.days[..i].contains(day) {
                 return Err(format!("limits.alt_schedule.days: {day:?} is listed twice"));
@@ -123,10 +129,15 @@ impl LimitsConfig {
         }
         if schedule.enabled {
             if schedule.days.is_empty() {
-                return Err("limits.alt_schedule.days: an enabled schedule needs at least one day".into());
+                return Err(
+                    "limits.alt_schedule.days: an enabled schedule needs at least one day".into(),
+                );
             }
             if schedule.start_minute_of_day == schedule.end_minute_of_day {
-                return Err("limits.alt_schedule: start_minute_of_day and end_minute_of_day are equal".into());
+                return Err(
+                    "limits.alt_schedule: start_minute_of_day and end_minute_of_day are equal"
+                        .into(),
+                );
             }
         }
         Ok(())
@@ -178,9 +189,15 @@ impl Config {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(err) => return Err(EngineError::config(format!("cannot read {}: {err}", path.display()))),
+            Err(err) => {
+                return Err(EngineError::config(format!(
+                    "cannot read {}: {err}",
+                    path.display()
+                )))
+            }
         };
-        Config::parse(&text).map_err(|msg| EngineError::config(format!("{}: {msg}", path.display())))
+        Config::parse(&text)
+            .map_err(|msg| EngineError::config(format!("{}: {msg}", path.display())))
     }
 
     /// Parses and validates config text. Public so the parser can be fuzzed.
@@ -202,7 +219,10 @@ impl Config {
             ));
         }
         if !matches!(self.network.as_str(), "public" | "local") {
-            return Err(format!("network must be \"public\" or \"local\", not {:?}", self.network));
+            return Err(format!(
+                "network must be \"public\" or \"local\", not {:?}",
+                self.network
+            ));
         }
         if pkgseed_unixfs::Profile::parse(&self.cid_profile).is_none() {
             return Err(format!(
@@ -214,13 +234,22 @@ impl Config {
             addr.parse::<pkgseed_node::Multiaddr>()
                 .map_err(|err| format!("listen_addrs: {addr:?} is not a multiaddr: {err}"))?;
         }
-        if let Some(unknown) = self.ecosystems.keys().find(|k| !pkgseed_sources::ECOSYSTEMS.contains(&k.as_str())) {
+        if let Some(unknown) = self
+            .ecosystems
+            .keys()
+            .find(|k| !pkgseed_sources::ECOSYSTEMS.contains(&k.as_str()))
+        {
             return Err(format!(
                 "ecosystems: unknown ecosystem {unknown:?} (known: {})",
                 pkgseed_sources::ECOSYSTEMS.join(", ")
             ));
         }
-        if let Some(both) = self.origins.public.iter().find(|o| self.origins.private.contains(o)) {
+        if let Some(both) = self
+            .origins
+            .public
+            .iter()
+            .find(|o| self.origins.private.contains(o))
+        {
             return Err(format!("origin {both:?} is marked both public and private"));
         }
         self.limits.validate()
@@ -229,7 +258,8 @@ impl Config {
     /// Writes the file atomically (temp file, fsync, rename): readers see the old or the new config, never a torn one.
     pub fn save(&self, config_dir: &Path) -> Result<(), EngineError> {
         self.validate().map_err(EngineError::config)?;
-        let text = toml::to_string_pretty(self).map_err(|err| EngineError::config(err.to_string()))?;
+        let text =
+            toml::to_string_pretty(self).map_err(|err| EngineError::config(err.to_string()))?;
         crate::fs_util::write_atomically(&Config::file_path(config_dir), text.as_bytes())
             .map_err(|err| EngineError::config(format!("cannot write config: {err}")))
     }
@@ -239,7 +269,8 @@ impl Config {
     }
 
     pub fn profile(&self) -> pkgseed_unixfs::Profile {
-        pkgseed_unixfs::Profile::parse(&self.cid_profile).unwrap_or(pkgseed_unixfs::Profile::UnixfsV1_2025)
+        pkgseed_unixfs::Profile::parse(&self.cid_profile)
+            .unwrap_or(pkgseed_unixfs::Profile::UnixfsV1_2025)
     }
 }
 
@@ -262,9 +293,15 @@ mod tests {
 
     #[test]
     fn invalid_values_are_refused_with_the_key_named() {
-        assert!(Config::parse("network = \"mars\"").unwrap_err().contains("network"));
-        assert!(Config::parse("cid_profile = \"x\"").unwrap_err().contains("cid_profile"));
-        assert!(Config::parse("listen_addrs = [\"nope\"]").unwrap_err().contains("listen_addrs"));
+        assert!(Config::parse("network = \"mars\"")
+            .unwrap_err()
+            .contains("network"));
+        assert!(Config::parse("cid_profile = \"x\"")
+            .unwrap_err()
+            .contains("cid_profile"));
+        assert!(Config::parse("listen_addrs = [\"nope\"]")
+            .unwrap_err()
+            .contains("listen_addrs"));
         let both = "[origins]\npublic = [\"o\"]\nprivate = [\"o\"]";
         assert!(Config::parse(both).unwrap_err().contains("both"));
         assert!(Config::parse("version = 99").unwrap_err().contains("newer"));
@@ -275,7 +312,9 @@ mod tests {
         let config = Config::parse("[ecosystems.cargo]\nenabled = false\n").unwrap();
         assert!(!config.ecosystem_enabled("cargo"));
         assert!(Config::default().ecosystem_enabled("cargo"));
-        assert!(Config::parse("[ecosystems.nosuch]\nenabled = true\n").unwrap_err().contains("nosuch"));
+        assert!(Config::parse("[ecosystems.nosuch]\nenabled = true\n")
+            .unwrap_err()
+            .contains("nosuch"));
     }
 
     #[test]
@@ -288,7 +327,10 @@ mod tests {
         let config = Config::parse(text).unwrap();
         assert_eq!(config.limits.upload_bytes_per_sec, 1_048_576);
         assert_eq!(config.limits.monthly_upload_bytes, 5);
-        assert_eq!(config.limits.alt_schedule.days, vec!["sat".to_string(), "sun".to_string()]);
+        assert_eq!(
+            config.limits.alt_schedule.days,
+            vec!["sat".to_string(), "sun".to_string()]
+        );
         // Keys not given keep their defaults.
         assert_eq!(config.limits.alt_schedule.start_minute_of_day, 9 * 60);
         let again = Config::parse(&toml::to_string(&config).unwrap()).unwrap();
@@ -298,13 +340,22 @@ mod tests {
     #[test]
     fn invalid_limits_are_refused_with_the_key_named() {
         let err = |text: &str| Config::parse(text).unwrap_err();
-        assert!(err("[limits]\npause_on_battery_below_percent = 0").contains("limits.pause_on_battery_below_percent"));
-        assert!(err("[limits]\npause_on_battery_below_percent = 101").contains("pause_on_battery_below_percent"));
-        assert!(err("[limits.alt_schedule]\nstart_minute_of_day = 1440").contains("limits.alt_schedule.start_minute"));
-        assert!(err("[limits.alt_schedule]\nend_minute_of_day = 5000").contains("end_minute_of_day"));
-        assert!(err("[limits.alt_schedule]\ndays = [\"monday\"]").contains("limits.alt_schedule.days"));
+        assert!(err("[limits]\npause_on_battery_below_percent = 0")
+            .contains("limits.pause_on_battery_below_percent"));
+        assert!(err("[limits]\npause_on_battery_below_percent = 101")
+            .contains("pause_on_battery_below_percent"));
+        assert!(err("[limits.alt_schedule]\nstart_minute_of_day = 1440")
+            .contains("limits.alt_schedule.start_minute"));
+        assert!(
+            err("[limits.alt_schedule]\nend_minute_of_day = 5000").contains("end_minute_of_day")
+        );
+        assert!(
+            err("[limits.alt_schedule]\ndays = [\"monday\"]").contains("limits.alt_schedule.days")
+        );
         assert!(err("[limits.alt_schedule]\ndays = [\"mon\", \"mon\"]").contains("twice"));
-        assert!(err("[limits.alt_schedule]\nenabled = true\ndays = []").contains("at least one day"));
+        assert!(
+            err("[limits.alt_schedule]\nenabled = true\ndays = []").contains("at least one day")
+        );
         let same = "[limits.alt_schedule]\nenabled = true\nstart_minute_of_day = 60\nend_minute_of_day = 60";
         assert!(err(same).contains("equal"));
         assert!(err("[limits]\nupload_bytes_per_sec = -1").contains("upload_bytes_per_sec"));
@@ -319,5 +370,93 @@ mod tests {
         config.origins.private.push("x-0123456789abcdef".into());
         config.save(dir.path()).unwrap();
         assert_eq!(Config::load(dir.path()).unwrap(), config);
+    }
+
+    /// Two large configs (~100 KB each, so a torn write would show) a crash test alternates between.
+    fn crash_test_configs() -> (Config, Config) {
+        let mut a = Config::default();
+        let mut b = Config::default();
+        b.network = "local".into();
+        for i in 0..2000 {
+            a.origins
+                .public
+                .push(format!("a-origin-{i:05}-0123456789abcdef0123456789"));
+            b.origins
+                .private
+                .push(format!("b-origin-{i:05}-fedcba9876543210fedcba9876"));
+        }
+        (a, b)
+    }
+
+    /// Child mode of `config_survives_kill_9_during_writes`: saves the two configs in turn until killed.
+    #[test]
+    fn crash_writer_child() {
+        let Some(dir) = std::env::var_os("PKGSEED_CONFIG_CRASH_DIR") else {
+            return;
+        };
+        let (a, b) = crash_test_configs();
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::write(dir.join("child-ready"), b"").unwrap();
+        for i in 0u64.. {
+            if i % 2 == 0 {
+                a.save(&dir).unwrap()
+            } else {
+                b.save(&dir).unwrap()
+            }
+        }
+    }
+
+    /// kill -9 a process in the middle of config writes (the child re-runs this test binary in
+    /// `crash_writer_child` mode), N times: the file always loads as the old or the new config, never torn. 3 kills by
+    /// default, 20 with `PKGSEED_LONG_TESTS=1`.
+    #[cfg(unix)]
+    #[test]
+    fn config_survives_kill_9_during_writes() {
+        let long =
+            std::env::var_os("PKGSEED_LONG_TESTS").is_some_and(|v| v != "0" && !v.is_empty());
+        let kills = if long { 20 } else { 3 };
+        let (a, b) = crash_test_configs();
+        let exe = std::env::current_exe().unwrap();
+        let mut seen_a = 0;
+        let mut seen_b = 0;
+        for round in 0..kills {
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "config::tests::crash_writer_child",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("PKGSEED_CONFIG_CRASH_DIR", dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !dir.path().join("child-ready").exists() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the writer child never started"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            // A different moment in the write cycle each round (a save of ~100 KB with fsync takes a few ms).
+            std::thread::sleep(std::time::Duration::from_micros(
+                20_000 + 7_919 * round as u64,
+            ));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            match Config::load(dir.path()) {
+                Ok(loaded) if loaded == a => seen_a += 1,
+                Ok(loaded) if loaded == b => seen_b += 1,
+                Ok(loaded) if loaded == Config::default() => {} // killed before the first rename
+                Ok(_) => {
+                    panic!("round {round}: the config loaded as neither the old nor the new one")
+                }
+                Err(err) => panic!("round {round}: torn config after kill -9: {err}"),
+            }
+        }
+        eprintln!("config kill -9: {kills} kills, {seen_a} left config A, {seen_b} left config B");
     }
 }

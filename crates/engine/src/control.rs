@@ -21,6 +21,49 @@ pub enum ControlRequest {
     Scan,
     /// The settings in force (what the engine applied, not just what the file says).
     Config,
+    /// Shows the limits (no fields given) or changes the given ones, live, through `Engine::update_config`. Replies
+    /// with the limits config after the change.
+    Limits(LimitsUpdate),
+}
+
+/// Fields of `limits` to change; absent fields keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsUpdate {
+    pub upload_bytes_per_sec: Option<u64>,
+    pub download_bytes_per_sec: Option<u64>,
+    pub alt_upload_bytes_per_sec: Option<u64>,
+    pub alt_download_bytes_per_sec: Option<u64>,
+    pub monthly_upload_bytes: Option<u64>,
+    pub disk_bytes: Option<u64>,
+    pub pause_on_battery: Option<bool>,
+    pub pause_on_battery_below_percent: Option<u8>,
+    pub pause_on_metered: Option<bool>,
+    pub alt_schedule: Option<crate::AltSchedule>,
+}
+
+impl LimitsUpdate {
+    pub fn is_empty(&self) -> bool {
+        *self == LimitsUpdate::default()
+    }
+
+    pub fn apply_to(&self, limits: &mut crate::LimitsConfig) {
+        macro_rules! set {
+            ($($field:ident),*) => {$( if let Some(v) = &self.$field { limits.$field = v.clone(); } )*};
+        }
+        set!(
+            upload_bytes_per_sec,
+            download_bytes_per_sec,
+            alt_upload_bytes_per_sec,
+            alt_download_bytes_per_sec,
+            monthly_upload_bytes,
+            disk_bytes,
+            pause_on_battery,
+            pause_on_battery_below_percent,
+            pause_on_metered,
+            alt_schedule
+        );
+    }
 }
 
 /// A response line: `{"ok": ...}` or `{"error": {"code", "message"}}`.
@@ -36,13 +79,19 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 #[cfg(unix)]
 /// Serves the control socket until the task is dropped. Refuses to start if another engine answers on it.
-pub async fn serve(engine: Engine, socket_path: &Path) -> Result<tokio::task::JoinHandle<()>, EngineError> {
+pub async fn serve(
+    engine: Engine,
+    socket_path: &Path,
+) -> Result<tokio::task::JoinHandle<()>, EngineError> {
     use tokio::net::{UnixListener, UnixStream};
 
     if UnixStream::connect(socket_path).await.is_ok() {
         return Err(EngineError::new(
             crate::error::CODE_IO,
-            format!("another pkgseed is already running (socket {})", socket_path.display()),
+            format!(
+                "another pkgseed is already running (socket {})",
+                socket_path.display()
+            ),
         ));
     }
     let _ = std::fs::remove_file(socket_path);
@@ -50,15 +99,19 @@ pub async fn serve(engine: Engine, socket_path: &Path) -> Result<tokio::task::Jo
     let old_umask = set_umask(0o177);
     let bound = UnixListener::bind(socket_path);
     set_umask(old_umask);
-    let listener = bound.map_err(|err| EngineError::io(format!("cannot bind {}: {err}", socket_path.display())))?;
+    let listener = bound
+        .map_err(|err| EngineError::io(format!("cannot bind {}: {err}", socket_path.display())))?;
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|err| EngineError::io(format!("cannot restrict {}: {err}", socket_path.display())))?;
+        std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |err| EngineError::io(format!("cannot restrict {}: {err}", socket_path.display())),
+        )?;
     }
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let engine = engine.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
@@ -66,7 +119,9 @@ pub async fn serve(engine: Engine, socket_path: &Path) -> Result<tokio::task::Jo
                 while let Ok(Some(line)) = lines.next_line().await {
                     let response = match serde_json::from_str::<ControlRequest>(&line) {
                         Ok(request) => handle(&engine, request).await,
-                        Err(err) => ControlResponse::Error(EngineError::new(CODE_PROTOCOL, err.to_string())),
+                        Err(err) => {
+                            ControlResponse::Error(EngineError::new(CODE_PROTOCOL, err.to_string()))
+                        }
                     };
                     let mut text = serde_json::to_string(&response).unwrap_or_default();
                     text.push('\n');
@@ -87,11 +142,29 @@ fn set_umask(mask: libc::mode_t) -> libc::mode_t {
 
 async fn handle(engine: &Engine, request: ControlRequest) -> ControlResponse {
     let result: Result<serde_json::Value, EngineError> = match request {
-        ControlRequest::Status => Ok(serde_json::to_value(engine.status().await).unwrap_or_default()),
-        ControlRequest::Ls => engine.artifacts().map(|list| serde_json::to_value(list).unwrap_or_default()),
-        ControlRequest::Pause => engine.set_paused(true).map(|_| serde_json::json!({"paused": true})),
-        ControlRequest::Resume => engine.set_paused(false).map(|_| serde_json::json!({"paused": false})),
+        ControlRequest::Status => {
+            Ok(serde_json::to_value(engine.status().await).unwrap_or_default())
+        }
+        ControlRequest::Ls => engine
+            .artifacts()
+            .map(|list| serde_json::to_value(list).unwrap_or_default()),
+        ControlRequest::Pause => engine
+            .set_paused(true)
+            .map(|_| serde_json::json!({"paused": true})),
+        ControlRequest::Resume => engine
+            .set_paused(false)
+            .map(|_| serde_json::json!({"paused": false})),
         ControlRequest::Config => Ok(serde_json::to_value(engine.config()).unwrap_or_default()),
+        ControlRequest::Limits(update) => {
+            let mut config = engine.config();
+            update.apply_to(&mut config.limits);
+            let applied = if update.is_empty() {
+                Ok(())
+            } else {
+                engine.update_config(config)
+            };
+            applied.map(|_| serde_json::to_value(engine.config().limits).unwrap_or_default())
+        }
         ControlRequest::Scan => {
             engine.rescan();
             Ok(serde_json::json!({"scan": "queued"}))
@@ -105,17 +178,29 @@ async fn handle(engine: &Engine, request: ControlRequest) -> ControlResponse {
 
 #[cfg(unix)]
 /// Sends one request to the engine listening on `socket_path`.
-pub async fn request(socket_path: &Path, request: &ControlRequest) -> Result<serde_json::Value, EngineError> {
-    let stream = tokio::net::UnixStream::connect(socket_path).await.map_err(|err| {
-        EngineError::new(
-            CODE_NOT_RUNNING,
-            format!("no pkgseed daemon answers on {} ({err}); start one with `pkgseed daemon`", socket_path.display()),
-        )
-    })?;
+pub async fn request(
+    socket_path: &Path,
+    request: &ControlRequest,
+) -> Result<serde_json::Value, EngineError> {
+    let stream = tokio::net::UnixStream::connect(socket_path)
+        .await
+        .map_err(|err| {
+            EngineError::new(
+                CODE_NOT_RUNNING,
+                format!(
+                    "no pkgseed daemon answers on {} ({err}); start one with `pkgseed daemon`",
+                    socket_path.display()
+                ),
+            )
+        })?;
     let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_string(request).map_err(|err| EngineError::new(CODE_PROTOCOL, err.to_string()))?;
+    let mut line = serde_json::to_string(request)
+        .map_err(|err| EngineError::new(CODE_PROTOCOL, err.to_string()))?;
     line.push('\n');
-    write.write_all(line.as_bytes()).await.map_err(|err| EngineError::io(err.to_string()))?;
+    write
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|err| EngineError::io(err.to_string()))?;
     let mut lines = BufReader::new(read).lines();
     let reply = lines
         .next_line()
@@ -130,11 +215,23 @@ pub async fn request(socket_path: &Path, request: &ControlRequest) -> Result<ser
 }
 
 #[cfg(not(unix))]
-pub async fn serve(_engine: Engine, _socket_path: &Path) -> Result<tokio::task::JoinHandle<()>, EngineError> {
-    Err(EngineError::new(CODE_NOT_RUNNING, "the control socket is not implemented on this OS yet"))
+pub async fn serve(
+    _engine: Engine,
+    _socket_path: &Path,
+) -> Result<tokio::task::JoinHandle<()>, EngineError> {
+    Err(EngineError::new(
+        CODE_NOT_RUNNING,
+        "the control socket is not implemented on this OS yet",
+    ))
 }
 
 #[cfg(not(unix))]
-pub async fn request(_socket_path: &Path, _request: &ControlRequest) -> Result<serde_json::Value, EngineError> {
-    Err(EngineError::new(CODE_NOT_RUNNING, "the control socket is not implemented on this OS yet"))
+pub async fn request(
+    _socket_path: &Path,
+    _request: &ControlRequest,
+) -> Result<serde_json::Value, EngineError> {
+    Err(EngineError::new(
+        CODE_NOT_RUNNING,
+        "the control socket is not implemented on this OS yet",
+    ))
 }

@@ -24,8 +24,14 @@ impl EngineDirs {
             }
         };
         Ok(EngineDirs {
-            config_dir: pick("PKGSEED_CONFIG_DIR", project.as_ref().map(|p| p.config_dir().to_path_buf()))?,
-            data_dir: pick("PKGSEED_DATA_DIR", project.as_ref().map(|p| p.data_dir().to_path_buf()))?,
+            config_dir: pick(
+                "PKGSEED_CONFIG_DIR",
+                project.as_ref().map(|p| p.config_dir().to_path_buf()),
+            )?,
+            data_dir: pick(
+                "PKGSEED_DATA_DIR",
+                project.as_ref().map(|p| p.data_dir().to_path_buf()),
+            )?,
         })
     }
 

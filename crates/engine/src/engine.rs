@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use pkgseed_index::{ArtifactId, Index};
-use pkgseed_node::{Cid, IdentityStorage, Node, NodeConfig, NetworkProfile};
+use pkgseed_node::{Cid, IdentityStorage, NetworkProfile, Node, NodeConfig};
 use pkgseed_sources::{CacheSource, SourceEnv, UnseedableCache};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::Config;
 use crate::dirs::EngineDirs;
 use crate::indexer::{self, Outcome};
-use crate::status::{ArtifactView, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress, Status};
+use crate::status::{
+    ArtifactView, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress, Status,
+};
 use crate::{fs_util, watcher, EngineError};
 
 /// How the engine is started. Overrides win over the config file (the CLI's flags).
@@ -77,7 +79,11 @@ pub(crate) struct Shared {
     pub restart_required: AtomicBool,
     pub node: Node,
     pub identity: IdentityStorage,
+    /// The user's pause (the `paused` marker file); the node may also be paused for another reason, see `policy`.
     pub paused: AtomicBool,
+    /// Caps in force, pause reasons, power state and the month's upload count (crate::limits).
+    pub policy: Mutex<crate::limits::PolicyState>,
+    pub clock: Arc<dyn crate::limits::Clock>,
     pub files_hashed: AtomicU64,
     pub first_scan_done: AtomicBool,
     pub scan: Mutex<ScanProgress>,
@@ -112,25 +118,39 @@ impl Engine {
     /// Opens the index, starts the node, the indexer and the watcher, and queues the first scan.
     pub async fn start(options: EngineOptions) -> Result<Engine, EngineError> {
         let dirs = options.dirs.clone();
-        fs_util::create_private_dir(&dirs.data_dir)
-            .map_err(|err| EngineError::io(format!("cannot create {}: {err}", dirs.data_dir.display())))?;
-        std::fs::create_dir_all(&dirs.config_dir)
-            .map_err(|err| EngineError::io(format!("cannot create {}: {err}", dirs.config_dir.display())))?;
+        fs_util::create_private_dir(&dirs.data_dir).map_err(|err| {
+            EngineError::io(format!("cannot create {}: {err}", dirs.data_dir.display()))
+        })?;
+        std::fs::create_dir_all(&dirs.config_dir).map_err(|err| {
+            EngineError::io(format!(
+                "cannot create {}: {err}",
+                dirs.config_dir.display()
+            ))
+        })?;
         let config = Config::load(&dirs.config_dir)?;
-        let network = options.network_override.clone().unwrap_or_else(|| config.network.clone());
+        let network = options
+            .network_override
+            .clone()
+            .unwrap_or_else(|| config.network.clone());
         let network_profile = match network.as_str() {
             "public" => NetworkProfile::Public,
             "local" => NetworkProfile::Local,
-            other => return Err(EngineError::config(format!("unknown network {other:?}: use public or local"))),
+            other => {
+                return Err(EngineError::config(format!(
+                    "unknown network {other:?}: use public or local"
+                )))
+            }
         };
-        let listen_strings =
-            if options.listen_override.is_empty() { config.listen_addrs.clone() } else { options.listen_override };
+        let listen_strings = if options.listen_override.is_empty() {
+            config.listen_addrs.clone()
+        } else {
+            options.listen_override
+        };
         let mut listen_addrs = Vec::new();
         for addr in &listen_strings {
-            listen_addrs.push(
-                addr.parse()
-                    .map_err(|err| EngineError::config(format!("--listen {addr:?} is not a multiaddr: {err}")))?,
-            );
+            listen_addrs.push(addr.parse().map_err(|err| {
+                EngineError::config(format!("--listen {addr:?} is not a multiaddr: {err}"))
+            })?);
         }
 
         let index = Arc::new(Index::open(&dirs.index_path())?);
@@ -143,11 +163,22 @@ impl Engine {
 
         let (work_tx, work_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
-        let store = Arc::new(crate::store::IndexBlockStore::new(index.clone(), work_tx.clone()));
-        let node =
-            Node::start(NodeConfig { network: network_profile, listen_addrs, keypair }, store).await?;
+        let store = Arc::new(crate::store::IndexBlockStore::new(
+            index.clone(),
+            work_tx.clone(),
+        ));
+        let node = Node::start(
+            NodeConfig {
+                network: network_profile,
+                listen_addrs,
+                keypair,
+            },
+            store,
+        )
+        .await?;
         let paused = dirs.data_dir.join(PAUSE_STATE_FILE).exists();
         node.set_paused(paused);
+        let dirs_data_dir = dirs.data_dir.clone();
 
         let shared = Arc::new(Shared {
             dirs,
@@ -163,6 +194,11 @@ impl Engine {
             node,
             identity,
             paused: AtomicBool::new(paused),
+            policy: Mutex::new(crate::limits::PolicyState {
+                month: crate::limits::MonthlyUsage::load(&dirs_data_dir),
+                ..Default::default()
+            }),
+            clock: Arc::new(crate::limits::SystemClock),
             files_hashed: AtomicU64::new(0),
             first_scan_done: AtomicBool::new(false),
             scan: Mutex::new(ScanProgress::default()),
@@ -173,14 +209,30 @@ impl Engine {
 
         // Everything already indexed is served and announced at once; the scan then confirms it without rehashing.
         let records = shared.index.artifacts()?;
-        shared.node.announce(records.iter().flat_map(announced_cids).collect());
+        shared
+            .node
+            .announce(records.iter().flat_map(announced_cids).collect());
 
         let (stop_tx, stop_rx) = oneshot::channel();
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(run_indexer(shared.clone(), work_rx)));
         tasks.push(tokio::spawn(watcher::run(shared.clone(), stop_rx)));
+        // Caps, schedule, battery / metered and the monthly cap: applied now, then every tick.
+        crate::limits::apply(&shared, shared.clock.now());
+        tasks.push(tokio::spawn(crate::limits::run(
+            shared.clone(),
+            shared.clock.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::limits::poll_power(
+            shared.clone(),
+            crate::power::system_monitor(),
+        )));
         let _ = shared.work.send(Work::Scan);
-        Ok(Engine { shared, stop: Arc::new(Mutex::new(Some(stop_tx))), tasks: Arc::new(Mutex::new(tasks)) })
+        Ok(Engine {
+            shared,
+            stop: Arc::new(Mutex::new(Some(stop_tx))),
+            tasks: Arc::new(Mutex::new(tasks)),
+        })
     }
 
     pub async fn status(&self) -> Status {
@@ -191,30 +243,63 @@ impl Engine {
             .count_by_ecosystem()
             .unwrap_or_default()
             .into_iter()
-            .map(|(ecosystem, (artifacts, bytes))| (ecosystem, EcosystemCounts { artifacts, bytes }))
+            .map(|(ecosystem, (artifacts, bytes))| {
+                (ecosystem, EcosystemCounts { artifacts, bytes })
+            })
             .collect();
         let mut origins: BTreeMap<(String, String), OriginStatus> = BTreeMap::new();
         for found in shared.found.lock().unwrap().values() {
-            let entry = origins.entry((found.ecosystem.to_string(), found.origin.clone())).or_insert_with(|| {
-                OriginStatus {
+            let entry = origins
+                .entry((found.ecosystem.to_string(), found.origin.clone()))
+                .or_insert_with(|| OriginStatus {
                     ecosystem: found.ecosystem.to_string(),
                     origin: found.origin.clone(),
                     provenance: found.provenance.to_string(),
                     evidence: found.evidence.clone(),
                     artifacts: 0,
-                }
-            });
+                });
             entry.artifacts += 1;
         }
+        let policy = shared.policy.lock().unwrap().clone();
+        let (uploaded, downloaded) = shared.node.traffic();
+        let index_disk_bytes = shared.index.disk_bytes().unwrap_or(0);
+        let limits_status = {
+            let config = shared.config.lock().unwrap();
+            crate::status::LimitsStatus {
+                pause_reasons: policy.reasons.iter().map(|r| r.to_string()).collect(),
+                upload_bytes_per_sec: policy.upload_bytes_per_sec,
+                download_bytes_per_sec: policy.download_bytes_per_sec,
+                alt_limits_active: policy.alt_active,
+                bytes_uploaded: uploaded,
+                bytes_downloaded: downloaded,
+                month: policy.month.month.clone(),
+                month_uploaded_bytes: policy.month.uploaded_bytes,
+                monthly_upload_cap_bytes: config.limits.monthly_upload_bytes,
+                on_battery: policy.power.on_battery,
+                battery_percent: policy.power.battery_percent,
+                metered: policy.power.metered,
+                disk_used_bytes: index_disk_bytes,
+                disk_cap_bytes: config.limits.disk_bytes,
+                disk_cap_reached: config.limits.disk_bytes > 0
+                    && index_disk_bytes >= config.limits.disk_bytes,
+            }
+        };
         let (identity_storage, identity_warning) = match &shared.identity {
             IdentityStorage::Keyring => ("keyring".to_string(), None),
             IdentityStorage::File { warning, .. } => ("file".to_string(), Some(warning.clone())),
         };
         Status {
             peer_id: shared.node.peer_id().to_string(),
-            listen_addrs: shared.node.listen_addrs().await.iter().map(|a| a.to_string()).collect(),
+            listen_addrs: shared
+                .node
+                .listen_addrs()
+                .await
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
             network: shared.network.clone(),
-            paused: shared.paused.load(Ordering::SeqCst),
+            paused: shared.node.is_paused(),
+            pause_reason: policy.reasons.first().map(|r| r.to_string()),
             ecosystems,
             connected_peers: node_stats.connected_peers,
             blocks_served: node_stats.blocks_served,
@@ -227,30 +312,47 @@ impl Engine {
             origins: origins.into_values().collect(),
             identity_storage,
             identity_warning,
-            index_disk_bytes: shared.index.disk_bytes().unwrap_or(0),
+            index_disk_bytes,
             cid_profile: shared.config.lock().unwrap().cid_profile.clone(),
             unseedable_caches: shared.unseedable.lock().unwrap().clone(),
             rescan_only_roots: shared.rescan_only_roots.lock().unwrap().clone(),
             restart_required: shared.restart_required.load(Ordering::SeqCst),
+            limits: limits_status,
         }
     }
 
     /// Every seeded artifact.
     pub fn artifacts(&self) -> Result<Vec<ArtifactView>, EngineError> {
-        let mut views: Vec<ArtifactView> = self.shared.index.artifacts()?.iter().map(ArtifactView::from).collect();
-        views.sort_by(|a, b| (&a.ecosystem, &a.name, &a.version, &a.path).cmp(&(&b.ecosystem, &b.name, &b.version, &b.path)));
+        let mut views: Vec<ArtifactView> = self
+            .shared
+            .index
+            .artifacts()?
+            .iter()
+            .map(ArtifactView::from)
+            .collect();
+        views.sort_by(|a, b| {
+            (&a.ecosystem, &a.name, &a.version, &a.path).cmp(&(
+                &b.ecosystem,
+                &b.name,
+                &b.version,
+                &b.path,
+            ))
+        });
         Ok(views)
     }
 
     /// Pauses or resumes serving and announcing; the state survives a restart.
     pub fn set_paused(&self, paused: bool) -> Result<(), EngineError> {
         let marker = self.shared.dirs.data_dir.join(PAUSE_STATE_FILE);
-        let result = if paused { fs_util::write_atomically(&marker, b"") } else { remove_if_exists(&marker) };
+        let result = if paused {
+            fs_util::write_atomically(&marker, b"")
+        } else {
+            remove_if_exists(&marker)
+        };
         result.map_err(|err| EngineError::io(format!("cannot record the pause state: {err}")))?;
-        self.shared.node.set_paused(paused);
-        if self.shared.paused.swap(paused, Ordering::SeqCst) != paused {
-            self.shared.emit(EngineEvent::PausedChanged { paused });
-        }
+        self.shared.paused.store(paused, Ordering::SeqCst);
+        // The node pauses if the user or any other reason says so (crate::limits); the event fires on a change.
+        crate::limits::apply(&self.shared, self.shared.clock.now());
         Ok(())
     }
 
@@ -265,11 +367,19 @@ impl Engine {
         new.validate().map_err(EngineError::config)?;
         new.save(&self.shared.dirs.config_dir)?;
         let old = std::mem::replace(&mut *self.shared.config.lock().unwrap(), new.clone());
+        if old.limits != new.limits {
+            // Caps and pause apply at once, without dropping connections.
+            crate::limits::apply(&self.shared, self.shared.clock.now());
+        }
         if old.network != new.network || old.listen_addrs != new.listen_addrs {
             self.shared.restart_required.store(true, Ordering::SeqCst);
         }
-        if old.origins != new.origins || old.ecosystems != new.ecosystems || old.cid_profile != new.cid_profile {
-            *self.shared.sources.write().unwrap() = crate::sources_from_config(&new, &self.shared.source_env);
+        if old.origins != new.origins
+            || old.ecosystems != new.ecosystems
+            || old.cid_profile != new.cid_profile
+        {
+            *self.shared.sources.write().unwrap() =
+                crate::sources_from_config(&new, &self.shared.source_env);
             self.shared.roots_changed.notify_one();
             let _ = self.shared.work.send(Work::Scan);
         }
@@ -298,6 +408,7 @@ impl Engine {
         for task in tasks {
             task.abort();
         }
+        crate::limits::save_usage(&self.shared);
         self.shared.node.clone().shutdown().await;
     }
 }
@@ -332,20 +443,27 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
         while let Ok(work) = work_rx.try_recv() {
             enqueue(&mut queue, &mut queued_paths, work);
         }
-        let Some(work) = queue.pop_front() else { continue };
+        let Some(work) = queue.pop_front() else {
+            continue;
+        };
         match work {
             Work::Path(path) => {
                 queued_paths.remove(&path);
                 let shared_for_task = shared.clone();
-                let outcome =
-                    tokio::task::spawn_blocking(move || indexer::process_path(&shared_for_task, &path)).await;
+                let outcome = tokio::task::spawn_blocking(move || {
+                    indexer::process_path(&shared_for_task, &path)
+                })
+                .await;
                 if let Ok(outcome) = outcome {
                     note_scan_progress(&shared, &outcome);
                 }
             }
             Work::Stale(id) => {
                 let shared_for_task = shared.clone();
-                let _ = tokio::task::spawn_blocking(move || indexer::withdraw_stale(&shared_for_task, id)).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    indexer::withdraw_stale(&shared_for_task, id)
+                })
+                .await;
             }
             Work::Scan => {
                 // A scan writes many artifacts: commit each atomically but flush to disk once, at the end.
@@ -353,12 +471,17 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
                     tracing::error!(%err, "index");
                 }
                 let shared_for_task = shared.clone();
-                let paths = tokio::task::spawn_blocking(move || indexer::scan_roots(&shared_for_task))
-                    .await
-                    .unwrap_or_default();
+                let paths =
+                    tokio::task::spawn_blocking(move || indexer::scan_roots(&shared_for_task))
+                        .await
+                        .unwrap_or_default();
                 {
                     let mut scan = shared.scan.lock().unwrap();
-                    *scan = ScanProgress { files_done: 0, files_total: paths.len() as u64, bytes_hashed: 0 };
+                    *scan = ScanProgress {
+                        files_done: 0,
+                        files_total: paths.len() as u64,
+                        bytes_hashed: 0,
+                    };
                 }
                 for path in paths {
                     enqueue(&mut queue, &mut queued_paths, Work::Path(path));
@@ -368,7 +491,9 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
             }
             Work::ScanDone { first } => {
                 let index = shared.index.clone();
-                if let Ok(Err(err)) = tokio::task::spawn_blocking(move || index.set_bulk_writes(false)).await {
+                if let Ok(Err(err)) =
+                    tokio::task::spawn_blocking(move || index.set_bulk_writes(false)).await
+                {
                     tracing::error!(%err, "cannot flush the index");
                 }
                 if first {

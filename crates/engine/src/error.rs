@@ -21,7 +21,10 @@ pub const CODE_PROTOCOL: &str = "protocol";
 
 impl EngineError {
     pub fn new(code: &str, message: impl Into<String>) -> EngineError {
-        EngineError { code: code.to_string(), message: message.into() }
+        EngineError {
+            code: code.to_string(),
+            message: message.into(),
+        }
     }
     pub fn config(message: impl Into<String>) -> EngineError {
         EngineError::new(CODE_CONFIG, message)

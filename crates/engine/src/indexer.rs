@@ -29,6 +29,11 @@ pub(crate) enum Outcome {
 pub(crate) fn process_path(shared: &Shared, path: &Path) -> Outcome {
     let sources = shared.sources();
     let Some(source) = sources.iter().find(|s| s.is_candidate(path)) else {
+        // A sidecar some clients write after the artifact (NuGet's .nupkg.metadata, conda's repodata_record.json):
+        // the artifact it completes is looked at again.
+        for artifact in sources.iter().flat_map(|s| s.artifacts_for_sidecar(path)) {
+            let _ = shared.work.send(crate::engine::Work::Path(artifact));
+        }
         return Outcome::Ignored;
     };
     match std::fs::symlink_metadata(path) {
@@ -59,7 +64,12 @@ pub(crate) fn process_path(shared: &Shared, path: &Path) -> Outcome {
     };
     shared.found.lock().unwrap().insert(
         path.to_path_buf(),
-        FoundFile { ecosystem: identity.ecosystem, origin: identity.origin.clone(), provenance, evidence },
+        FoundFile {
+            ecosystem: identity.ecosystem,
+            origin: identity.origin.clone(),
+            provenance,
+            evidence,
+        },
     );
     if provenance != "public" {
         withdraw_path(shared, path, "not public");
@@ -81,14 +91,20 @@ fn index_public_artifact(
     path: &Path,
     identity: &ArtifactIdentity,
 ) -> Result<Outcome, String> {
-    let checksum = identity.checksum.as_ref().ok_or("no registry checksum recorded")?;
+    let checksum = identity
+        .checksum
+        .as_ref()
+        .ok_or("no registry checksum recorded")?;
     let profile = shared.config.lock().unwrap().profile();
     let metadata = std::fs::symlink_metadata(path).map_err(|err| format!("cannot stat: {err}"))?;
     if !metadata.file_type().is_file() {
         return Err("not a regular file".into());
     }
     let stamp = FileStamp::of(&metadata);
-    let existing = shared.index.artifact_by_path(path).map_err(|err| err.to_string())?;
+    let existing = shared
+        .index
+        .artifact_by_path(path)
+        .map_err(|err| err.to_string())?;
     if let Some(record) = &existing {
         if record.stamp() == stamp
             && record.profile == profile.name()
@@ -98,14 +114,24 @@ fn index_public_artifact(
             return Ok(Outcome::Seeded { hashed_bytes: 0 });
         }
     }
+    // The disk cap: while the index is at the cap, new artifacts are not indexed (docs/limits.md).
+    let disk_cap = shared.config.lock().unwrap().limits.disk_bytes;
+    if disk_cap > 0 && existing.is_none() && shared.index.disk_bytes().unwrap_or(0) >= disk_cap {
+        return Err(format!(
+            "disk cap reached ({disk_cap} bytes for pkgseed's index)"
+        ));
+    }
 
     let extra = pkgseed_unixfs::ExtraDigests {
         sha512: checksum.algo == ChecksumAlgo::Sha512,
         sha1: checksum.algo == ChecksumAlgo::Sha1,
     };
-    let dag = pkgseed_unixfs::dag_of_file_with(path, profile, extra).map_err(|err| format!("cannot read: {err}"))?;
+    let dag = pkgseed_unixfs::dag_of_file_with(path, profile, extra)
+        .map_err(|err| format!("cannot read: {err}"))?;
     shared.files_hashed.fetch_add(1, Ordering::SeqCst);
-    let after = std::fs::symlink_metadata(path).map(|m| FileStamp::of(&m)).ok();
+    let after = std::fs::symlink_metadata(path)
+        .map(|m| FileStamp::of(&m))
+        .ok();
     if after != Some(stamp) || dag.size_bytes != stamp.size_bytes {
         // Written to while we read it: the watcher will bring it back when it settles.
         return Err("changed while being read".into());
@@ -113,12 +139,20 @@ fn index_public_artifact(
     // `block_digest` keys the checksum CID. sha1 and Go's h1: are not usable as block hashes (DESIGN §2): those
     // artifacts are keyed by the sha256 computed in this read.
     let (digest_algo, block_digest): (DigestAlgo, &[u8]) = match checksum.algo {
-        ChecksumAlgo::Sha256 | ChecksumAlgo::Sha1 | ChecksumAlgo::GoH1 => (DigestAlgo::Sha256, &dag.sha256),
-        ChecksumAlgo::Sha512 => (DigestAlgo::Sha512, dag.sha512.as_ref().map(|d| &d[..]).unwrap_or(&[])),
+        ChecksumAlgo::Sha256 | ChecksumAlgo::Sha1 | ChecksumAlgo::GoH1 => {
+            (DigestAlgo::Sha256, &dag.sha256)
+        }
+        ChecksumAlgo::Sha512 => (
+            DigestAlgo::Sha512,
+            dag.sha512.as_ref().map(|d| &d[..]).unwrap_or(&[]),
+        ),
     };
     let matches = match checksum.algo {
         ChecksumAlgo::Sha256 | ChecksumAlgo::Sha512 => block_digest == checksum.digest.as_slice(),
-        ChecksumAlgo::Sha1 => dag.sha1.as_ref().is_some_and(|d| d[..] == checksum.digest[..]),
+        ChecksumAlgo::Sha1 => dag
+            .sha1
+            .as_ref()
+            .is_some_and(|d| d[..] == checksum.digest[..]),
         // A hash of the zip's contents, not its bytes: the source verified it in `describe` by reading the zip (a
         // documented exception to the one read). A file replaced since then is a new filesystem event, which
         // describes (and so verifies) it again.
@@ -130,8 +164,14 @@ fn index_public_artifact(
 
     let mut blocks: Vec<PlannedBlock> = dag.blocks.clone();
     let checksum_cid = if dag.size_bytes <= MAX_BLOCK_BYTES {
-        let cid = pkgseed_unixfs::checksum_cid(digest_algo, block_digest).map_err(|err| err.to_string())?;
-        blocks.push(PlannedBlock { cid, kind: BlockKind::WholeFile(digest_algo), offset: 0, len: dag.size_bytes });
+        let cid = pkgseed_unixfs::checksum_cid(digest_algo, block_digest)
+            .map_err(|err| err.to_string())?;
+        blocks.push(PlannedBlock {
+            cid,
+            kind: BlockKind::WholeFile(digest_algo),
+            offset: 0,
+            len: dag.size_bytes,
+        });
         Some(cid.to_string())
     } else {
         None
@@ -154,7 +194,10 @@ fn index_public_artifact(
     if let Some(old) = &existing {
         withdraw_record(shared, old, "replaced");
     }
-    shared.index.put_artifact(record.clone(), &blocks).map_err(|err| err.to_string())?;
+    shared
+        .index
+        .put_artifact(record.clone(), &blocks)
+        .map_err(|err| err.to_string())?;
     shared.node.announce(announced_cids(&record));
     shared.emit(EngineEvent::ArtifactSeeded {
         ecosystem: record.ecosystem.clone(),
@@ -163,7 +206,9 @@ fn index_public_artifact(
         cid: record.root_cid.clone(),
     });
     tracing::info!(name = %record.name, version = %record.version, cid = %record.root_cid, "seeding");
-    Ok(Outcome::Seeded { hashed_bytes: dag.size_bytes })
+    Ok(Outcome::Seeded {
+        hashed_bytes: dag.size_bytes,
+    })
 }
 
 /// Removes the artifact indexed at `path`, if any.
@@ -185,7 +230,10 @@ fn withdraw_record(shared: &Shared, record: &ArtifactRecord, reason: &str) {
         .collect();
     shared.node.withdraw(gone);
     tracing::info!(path = %record.path.display(), reason, "withdrawn");
-    shared.emit(EngineEvent::ArtifactWithdrawn { path: record.path.display().to_string(), reason: reason.into() });
+    shared.emit(EngineEvent::ArtifactWithdrawn {
+        path: record.path.display().to_string(),
+        reason: reason.into(),
+    });
 }
 
 /// A block read found the file changed: withdraw now, then look at the path again (it may still be an artifact).
@@ -194,13 +242,16 @@ pub(crate) fn withdraw_stale(shared: &Shared, id: ArtifactId) {
         return;
     };
     withdraw_record(shared, &record, "changed on disk");
-    let _ = shared.work.send(crate::engine::Work::Path(record.path.clone()));
+    let _ = shared
+        .work
+        .send(crate::engine::Work::Path(record.path.clone()));
 }
 
 /// Lists every candidate file under the enabled sources' roots and withdraws indexed artifacts that are gone.
 pub(crate) fn scan_roots(shared: &Shared) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    *shared.unseedable.lock().unwrap() = pkgseed_sources::detect_unseedable_caches(&shared.source_env);
+    *shared.unseedable.lock().unwrap() =
+        pkgseed_sources::detect_unseedable_caches(&shared.source_env);
     for source in &shared.sources() {
         for root in source.roots() {
             walk(&root, source.as_ref(), &mut found);

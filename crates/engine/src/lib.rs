@@ -9,22 +9,33 @@ mod engine;
 pub mod error;
 mod fs_util;
 mod indexer;
+pub mod limits;
+pub mod power;
 mod status;
 mod store;
 mod watcher;
 
 use std::sync::Arc;
 
-pub use config::{AltSchedule, Config, EcosystemConfig, LimitsConfig, OriginsConfig, CONFIG_VERSION, WEEKDAYS};
+pub use config::{
+    AltSchedule, Config, EcosystemConfig, LimitsConfig, OriginsConfig, CONFIG_VERSION, WEEKDAYS,
+};
 pub use dirs::EngineDirs;
 pub use engine::{Engine, EngineOptions};
 pub use error::EngineError;
-pub use status::{ArtifactView, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress, Status};
+pub use status::{
+    ArtifactView, EcosystemCounts, EngineEvent, LimitsStatus, OriginStatus, ScanProgress, Status,
+};
 
 use pkgseed_sources::{CacheSource, OriginMarks, SourceEnv};
 
 /// The enabled cache sources, with the user's origin marks applied.
 fn sources_from_config(config: &Config, env: &SourceEnv) -> Vec<Arc<dyn CacheSource>> {
-    let marks = OriginMarks { public: config.origins.public.clone(), private: config.origins.private.clone() };
-    pkgseed_sources::detect_sources(env, &marks, &|ecosystem| config.ecosystem_enabled(ecosystem))
+    let marks = OriginMarks {
+        public: config.origins.public.clone(),
+        private: config.origins.private.clone(),
+    };
+    pkgseed_sources::detect_sources(env, &marks, &|ecosystem| {
+        config.ecosystem_enabled(ecosystem)
+    })
 }

@@ -37,7 +37,11 @@ pub struct Status {
     pub peer_id: String,
     pub listen_addrs: Vec<String>,
     pub network: String,
+    /// Whether seeding is paused now, for any reason.
     pub paused: bool,
+    /// Why (the first reason): `user`, `schedule`, `on battery`, `metered network` or `monthly cap reached`; all
+    /// reasons are in `limits.pause_reasons`.
+    pub pause_reason: Option<String>,
     pub ecosystems: BTreeMap<String, EcosystemCounts>,
     pub connected_peers: usize,
     pub blocks_served: u64,
@@ -60,6 +64,35 @@ pub struct Status {
     pub rescan_only_roots: Vec<String>,
     /// A setting changed that applies only at the next start.
     pub restart_required: bool,
+    /// Caps in force, traffic counters, the month's upload, power state and disk use.
+    pub limits: LimitsStatus,
+}
+
+/// The limits as the engine applies them now (`pkgseed status --json` → `limits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsStatus {
+    pub pause_reasons: Vec<String>,
+    /// Caps in force (normal or alternative), bytes per second, 0 = unlimited.
+    pub upload_bytes_per_sec: u64,
+    pub download_bytes_per_sec: u64,
+    /// The alternative limits are in force (the weekly schedule).
+    pub alt_limits_active: bool,
+    /// Bitswap bytes sent / received since start, counted where they cross the wire: chart rates from these.
+    pub bytes_uploaded: u64,
+    pub bytes_downloaded: u64,
+    /// `YYYY-MM` (local time) and the bytes uploaded in it.
+    pub month: String,
+    pub month_uploaded_bytes: u64,
+    pub monthly_upload_cap_bytes: u64,
+    /// `None` = unknown (no UPower / NetworkManager, or an OS not implemented yet).
+    pub on_battery: Option<bool>,
+    pub battery_percent: Option<u8>,
+    pub metered: Option<bool>,
+    /// pkgseed's own disk use (the index; the store of evicted artifacts does not exist yet) and the cap.
+    pub disk_used_bytes: u64,
+    pub disk_cap_bytes: u64,
+    /// New artifacts are not indexed while this holds.
+    pub disk_cap_reached: bool,
 }
 
 /// One seeded artifact, as `pkgseed ls --json` prints it.
@@ -96,9 +129,19 @@ impl From<&pkgseed_index::ArtifactRecord> for ArtifactView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EngineEvent {
-    ArtifactSeeded { ecosystem: String, name: String, version: String, cid: String },
-    ArtifactWithdrawn { path: String, reason: String },
-    PausedChanged { paused: bool },
+    ArtifactSeeded {
+        ecosystem: String,
+        name: String,
+        version: String,
+        cid: String,
+    },
+    ArtifactWithdrawn {
+        path: String,
+        reason: String,
+    },
+    PausedChanged {
+        paused: bool,
+    },
     ScanProgress(ScanProgress),
     FirstScanDone,
 }

@@ -44,6 +44,8 @@ impl BlockStore for IndexBlockStore {
     async fn has(&self, cid: &Cid) -> bool {
         let index = self.index.clone();
         let cid = *cid;
-        tokio::task::spawn_blocking(move || index.has_block(&cid).unwrap_or(false)).await.unwrap_or(false)
+        tokio::task::spawn_blocking(move || index.has_block(&cid).unwrap_or(false))
+            .await
+            .unwrap_or(false)
     }
 }

@@ -23,16 +23,21 @@ const UNWATCHABLE_RESCAN_SECS: u64 = 300;
 
 pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
     let (event_tx, mut event_rx) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = match notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
-        if let Ok(event) = result {
-            if matches!(event.kind, notify::EventKind::Access(notify::event::AccessKind::Open(_))) {
-                return;
+    let mut watcher = match notify::recommended_watcher(
+        move |result: notify::Result<notify::Event>| {
+            if let Ok(event) = result {
+                if matches!(
+                    event.kind,
+                    notify::EventKind::Access(notify::event::AccessKind::Open(_))
+                ) {
+                    return;
+                }
+                for path in event.paths {
+                    let _ = event_tx.send(path);
+                }
             }
-            for path in event.paths {
-                let _ = event_tx.send(path);
-            }
-        }
-    }) {
+        },
+    ) {
         Ok(watcher) => watcher,
         Err(err) => {
             tracing::error!(%err, "cannot start the file watcher; falling back to periodic rescans");
@@ -50,7 +55,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
     let mut watched: Vec<PathBuf> = Vec::new();
     let mut unwatched: Vec<PathBuf> = Vec::new();
     let mut unwatchable = false;
-    arm_watches(&shared, &mut watcher, &mut watched, &mut unwatched, &mut unwatchable);
+    arm_watches(
+        &shared,
+        &mut watcher,
+        &mut watched,
+        &mut unwatched,
+        &mut unwatchable,
+    );
 
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
     let quiet = Duration::from_millis(QUIET_MS);
@@ -58,7 +69,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
     let mut rescan_at = Instant::now() + Duration::from_secs(UNWATCHABLE_RESCAN_SECS);
     loop {
         // Sleep until the earliest pending path settles, or the next root retry; nothing else wakes us at idle.
-        let mut wake = if unwatched.is_empty() { None } else { Some(retry_at) };
+        let mut wake = if unwatched.is_empty() {
+            None
+        } else {
+            Some(retry_at)
+        };
         if unwatchable {
             wake = Some(wake.map_or(rescan_at, |w| w.min(rescan_at)));
         }
@@ -85,8 +100,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
             _ = sleep => {}
         }
         let now = Instant::now();
-        let settled: Vec<PathBuf> =
-            pending.iter().filter(|(_, last)| now.duration_since(**last) >= quiet).map(|(p, _)| p.clone()).collect();
+        let settled: Vec<PathBuf> = pending
+            .iter()
+            .filter(|(_, last)| now.duration_since(**last) >= quiet)
+            .map(|(p, _)| p.clone())
+            .collect();
         for path in settled {
             pending.remove(&path);
             if path.is_dir() {
@@ -150,6 +168,10 @@ fn arm_watches(
             }
         }
     }
-    let fallback: Vec<String> = unwatched.iter().filter(|r| r.exists()).map(|r| r.display().to_string()).collect();
+    let fallback: Vec<String> = unwatched
+        .iter()
+        .filter(|r| r.exists())
+        .map(|r| r.display().to_string())
+        .collect();
     *shared.rescan_only_roots.lock().unwrap() = fallback;
 }

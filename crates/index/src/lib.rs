@@ -330,7 +330,8 @@ impl Index {
     /// may lose the last writes (never tear them): those files are simply hashed again at the next start. Turning
     /// bulk mode off makes everything written so far durable.
     pub fn set_bulk_writes(&self, bulk: bool) -> Result<(), IndexError> {
-        self.bulk_writes.store(bulk, std::sync::atomic::Ordering::SeqCst);
+        self.bulk_writes
+            .store(bulk, std::sync::atomic::Ordering::SeqCst);
         if !bulk {
             self.flush()?;
         }
@@ -704,8 +705,16 @@ fn read_file_block(
             _ => BlockReadError::Index(IndexError::Io(e)),
         }
     };
-    let file = File::open(path).map_err(|e| io("cannot open", e))?;
-    let now = FileStamp::of(&file.metadata().map_err(|e| io("cannot stat", e))?);
+    let file = open_confined(path).map_err(|e| io("cannot open", e))?;
+    let metadata = file.metadata().map_err(|e| io("cannot stat", e))?;
+    if !metadata.file_type().is_file() {
+        // A FIFO, device, socket or directory put in the file's place: never read from it.
+        return Err(stale(format!(
+            "{} is no longer a regular file",
+            path.display()
+        )));
+    }
+    let now = FileStamp::of(&metadata);
     if now != then {
         return Err(stale(format!(
             "{} is no longer the indexed file (size {} → {}, mtime_ns {} → {}, inode {} → {})",
@@ -738,6 +747,35 @@ fn read_file_block(
         LocKind::RawLeaf | LocKind::WholeFile(_) => Ok(buf),
         LocKind::Interior => unreachable!("interior nodes are served from the index"),
     }
+}
+
+/// Opens `path` for reading without following a symlink at its last component (`O_NOFOLLOW`: a symlink swapped
+/// in after indexing fails with `ELOOP`) and without blocking (`O_NONBLOCK`: opening a FIFO swapped in for the file
+/// returns at once instead of waiting for a writer). The caller then checks, on the opened handle, that it is a
+/// regular file with the indexed stamp (size, mtime, inode), so a path swapped after the check cannot be read.
+#[cfg(unix)]
+fn open_confined(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "it is now a symlink (never followed)",
+                )
+            } else {
+                e
+            }
+        })
+}
+
+#[cfg(not(unix))]
+fn open_confined(path: &Path) -> std::io::Result<File> {
+    // Elsewhere the stamp check on the opened handle (size, mtime, file index) is the guard.
+    File::open(path)
 }
 
 #[cfg(unix)]

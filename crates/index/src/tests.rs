@@ -871,11 +871,86 @@ fn bulk_writes_are_visible_at_once_and_durable_after_flush() {
     {
         let index = open_index(dir.path());
         index.set_bulk_writes(true).unwrap();
-        let id = index.put_artifact(record_for(&file, "cargo", "bulk"), &raw_leaves(&bytes, 1024)).unwrap();
+        let id = index
+            .put_artifact(
+                record_for(&file, "cargo", "bulk"),
+                &raw_leaves(&bytes, 1024),
+            )
+            .unwrap();
         // Readers see a bulk write as soon as it commits.
         assert_eq!(index.artifact(id).unwrap().unwrap().name, "bulk");
         index.set_bulk_writes(false).unwrap();
     }
     let reopened = open_index(dir.path());
-    assert!(reopened.artifact_by_path(&file).unwrap().is_some(), "flushed bulk writes survive a reopen");
+    assert!(
+        reopened.artifact_by_path(&file).unwrap().is_some(),
+        "flushed bulk writes survive a reopen"
+    );
+}
+
+/// The file moved out of the cache and a symlink to it put in its place: same inode, same bytes, but it is no
+/// longer under the cache root, so it must not be read (the read path never follows a symlink).
+#[cfg(unix)]
+#[test]
+fn stale_when_the_file_is_swapped_for_a_symlink_to_the_same_inode() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let bytes = pattern(4096, 7);
+    let file = write_file(dir.path(), "moved", &bytes);
+    let blocks = raw_leaves(&bytes, 4096);
+    let id = index
+        .put_artifact(record_for(&file, "cargo", "moved"), &blocks)
+        .unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let moved = outside.path().join("moved");
+    std::fs::rename(&file, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &file).unwrap();
+    assert_eq!(
+        FileStamp::of_path(&file).unwrap(),
+        index.artifact(id).unwrap().unwrap().stamp(),
+        "following the symlink gives the indexed stamp: only O_NOFOLLOW refuses it"
+    );
+    assert_stale(index.read_block(&blocks[0].cid), id);
+}
+
+/// A FIFO in the file's place must neither be read nor block the reader (opening a FIFO for reading blocks until a
+/// writer appears unless it is opened non-blocking).
+#[cfg(unix)]
+#[test]
+fn stale_without_blocking_when_the_file_is_replaced_by_a_fifo_or_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Arc::new(open_index(dir.path()));
+    let bytes = pattern(4096, 8);
+    let fifo = write_file(dir.path(), "fifo", &bytes);
+    let subdir = write_file(dir.path(), "subdir", &bytes);
+    let blocks = raw_leaves(&bytes, 4096);
+    let fifo_id = index
+        .put_artifact(record_for(&fifo, "cargo", "fifo"), &blocks)
+        .unwrap();
+    let dir_id = index
+        .put_artifact(record_for(&subdir, "cargo", "subdir"), &blocks)
+        .unwrap();
+    std::fs::remove_file(&fifo).unwrap();
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    std::fs::remove_file(&subdir).unwrap();
+    std::fs::create_dir(&subdir).unwrap();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = index.clone();
+    let cid = blocks[0].cid;
+    std::thread::spawn(move || {
+        let _ = tx.send(reader.read_block(&cid));
+    });
+    // Both artifacts hold the CID: both locations fail, the first failure is reported.
+    let result = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("read_block blocked on a FIFO");
+    match result {
+        Err(BlockReadError::Stale { artifact, .. }) => {
+            assert!(artifact == fifo_id || artifact == dir_id)
+        }
+        other => panic!("expected Stale, got {other:?}"),
+    }
 }

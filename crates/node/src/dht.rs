@@ -12,8 +12,8 @@ use std::time::Duration;
 use cid::Cid;
 use connexa::prelude::dht::{
     self as kad,
-    store::{MemoryStore, MemoryStoreConfig},
-    Mode, QueryId, QueryResult, RecordKey,
+    store::{MemoryStore, MemoryStoreConfig, RecordStore},
+    Mode, ProviderRecord, QueryId, QueryResult, RecordKey,
 };
 use connexa::prelude::swarm::derive_prelude::{Endpoint, PortUse};
 use connexa::prelude::swarm::{
@@ -45,6 +45,9 @@ pub enum DhtCommand {
     StopProviding(Vec<Cid>),
     AddAddress(PeerId, Multiaddr),
     Bootstrap,
+    /// Paused: our own provider records leave the local store (GET_PROVIDERS no longer names us) and new `Provide`s
+    /// go back to the queue; resumed: the records of every key in `AnnounceState::provided` are stored again.
+    SetPaused(bool),
 }
 
 fn key(cid: &Cid) -> RecordKey {
@@ -93,6 +96,9 @@ impl DhtShared {
 
 pub struct DhtBehaviour {
     kad: kad::Behaviour<MemoryStore>,
+    local: PeerId,
+    /// Follows `DhtCommand::SetPaused` (ordered with `Provide` on the same channel).
+    paused: bool,
     commands: mpsc::UnboundedReceiver<DhtCommand>,
     shared: Arc<DhtShared>,
     provide_queries: HashMap<QueryId, Cid>,
@@ -127,6 +133,8 @@ impl DhtBehaviour {
         });
         DhtBehaviour {
             kad,
+            local,
+            paused: false,
             commands,
             shared,
             provide_queries: HashMap::new(),
@@ -136,6 +144,10 @@ impl DhtBehaviour {
 
     fn on_command(&mut self, cmd: DhtCommand) {
         match cmd {
+            DhtCommand::Provide(cids) if self.paused => {
+                // Sent by the announcer just before the pause reached us: back to the queue, announced on resume.
+                self.shared.enqueue(cids);
+            }
             DhtCommand::Provide(cids) => {
                 for cid in cids {
                     {
@@ -168,6 +180,49 @@ impl DhtBehaviour {
                     tracing::debug!("kademlia bootstrap: {e}");
                 }
             }
+            DhtCommand::SetPaused(paused) => self.set_paused(paused),
+        }
+    }
+
+    /// Paused means invisible: nobody learns from us that we provide anything. Provide queries already under way
+    /// still finish (libp2p-kad cannot cancel them), and records stored with other peers stay until their TTL.
+    fn set_paused(&mut self, paused: bool) {
+        if paused == self.paused {
+            return;
+        }
+        self.paused = paused;
+        if paused {
+            let own: Vec<RecordKey> = self
+                .kad
+                .store_mut()
+                .provided()
+                .map(|r| r.key.clone())
+                .collect();
+            for k in &own {
+                self.kad.stop_providing(k);
+            }
+            tracing::debug!(keys = own.len(), "paused: own provider records withdrawn");
+        } else {
+            // Local records only: the network part is left to the reprovide schedule (which runs at once if it
+            // fell due during the pause), so a resume does not trigger a burst of provide queries.
+            let cids: Vec<Cid> = self
+                .shared
+                .state
+                .lock()
+                .unwrap()
+                .provided
+                .iter()
+                .copied()
+                .collect();
+            let store = self.kad.store_mut();
+            for cid in &cids {
+                if let Err(e) =
+                    store.add_provider(ProviderRecord::new(key(cid), self.local, Vec::new()))
+                {
+                    tracing::warn!(%cid, "cannot restore provider record: {e}");
+                }
+            }
+            tracing::debug!(keys = cids.len(), "resumed: own provider records restored");
         }
     }
 

@@ -10,6 +10,7 @@
 mod bitswap;
 mod dht;
 mod identity;
+pub mod limits;
 mod profile;
 
 use std::path::{Path, PathBuf};
@@ -85,6 +86,10 @@ pub struct NodeStats {
     pub announced_keys: usize,
     /// Keys waiting for the next announcement batch (also while paused).
     pub announce_queue_len: usize,
+    /// Bitswap bytes sent since start, counted as they cross the wire (what the upload cap limits).
+    pub bytes_uploaded: u64,
+    /// Bitswap bytes received since start (what the download cap limits).
+    pub bytes_downloaded: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +114,7 @@ struct Inner {
     listen_addrs: Vec<Multiaddr>,
     paused: Arc<AtomicBool>,
     counters: Arc<bitswap::Counters>,
+    limits: Arc<limits::Limits>,
     dht: Arc<dht::DhtShared>,
     dht_commands: mpsc::UnboundedSender<dht::DhtCommand>,
     shutdown: watch::Sender<bool>,
@@ -165,6 +171,7 @@ impl Node {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let paused = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(bitswap::Counters::default());
+        let rate_limits = Arc::new(limits::Limits::default());
 
         let control = match ipfs.stream_control().await {
             Ok(c) => c,
@@ -178,6 +185,7 @@ impl Node {
             control,
             Arc::clone(&paused),
             Arc::clone(&counters),
+            Arc::clone(&rate_limits),
             shutdown_rx.clone(),
         );
         let mut tasks = match responder.start() {
@@ -228,6 +236,7 @@ impl Node {
                 listen_addrs: bound,
                 paused,
                 counters,
+                limits: rate_limits,
                 dht: shared,
                 dht_commands: dht_tx,
                 shutdown: shutdown_tx,
@@ -248,12 +257,42 @@ impl Node {
         }
     }
 
-    /// Paused: no blocks are served and nothing is announced until resumed (takes effect within a second).
+    /// Paused: no blocks are served, nothing is announced and GET_PROVIDERS answers no longer name this node for its
+    /// own keys until resumed (takes effect within a second).
     pub fn set_paused(&self, paused: bool) {
         self.inner.paused.store(paused, Ordering::SeqCst);
+        // The DHT stops (or resumes) naming us as a provider of our own keys.
+        let _ = self
+            .inner
+            .dht_commands
+            .unbounded_send(dht::DhtCommand::SetPaused(paused));
         if !paused {
             self.inner.dht.wake.notify_one();
         }
+    }
+
+    /// Sets the upload and download caps in bytes per second (0 = unlimited), live: streams being written slow down
+    /// or speed up within [`limits::MAX_SLEEP`]; no connection or stream is dropped. The caps cover bitswap traffic
+    /// (see docs/limits.md for why identify, ping and Kademlia are not capped).
+    pub fn set_rate_limits(&self, upload_bytes_per_sec: u64, download_bytes_per_sec: u64) {
+        self.inner.limits.upload.set_rate(upload_bytes_per_sec);
+        self.inner.limits.download.set_rate(download_bytes_per_sec);
+    }
+
+    /// Bitswap bytes (uploaded, downloaded) since start: cheap, no swarm round trip.
+    pub fn traffic(&self) -> (u64, u64) {
+        (
+            self.inner.counters.bytes_uploaded.load(Ordering::Relaxed),
+            self.inner.counters.bytes_downloaded.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The caps in force: (upload, download) bytes per second, 0 = unlimited.
+    pub fn rate_limits(&self) -> (u64, u64) {
+        (
+            self.inner.limits.upload.rate(),
+            self.inner.limits.download.rate(),
+        )
     }
 
     pub fn is_paused(&self) -> bool {
@@ -300,6 +339,8 @@ impl Node {
             bytes_served: self.inner.counters.bytes_served.load(Ordering::Relaxed),
             announced_keys,
             announce_queue_len,
+            bytes_uploaded: self.inner.counters.bytes_uploaded.load(Ordering::Relaxed),
+            bytes_downloaded: self.inner.counters.bytes_downloaded.load(Ordering::Relaxed),
         }
     }
 

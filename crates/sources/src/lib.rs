@@ -5,7 +5,22 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod apt;
 mod cargo;
+pub mod composer;
+pub mod conda;
+pub mod golang;
+pub mod gradle;
+pub mod maven;
+pub mod npm;
+pub mod nuget;
+pub mod pip;
+pub mod rubygems;
+mod sidefile;
+mod unseedable;
+pub mod xmlmini;
+pub mod yarn;
+pub mod zipread;
 
 pub use cargo::index_cache::{parse_index_cache, IndexCacheEntry, IndexCacheError, IndexRecord};
 pub use cargo::{
@@ -19,14 +34,22 @@ pub use cargo::{
 pub enum ChecksumAlgo {
     Sha256,
     Sha512,
+    /// Maven's `.sha1` sidecars and Gradle's cache dir names. Not usable as a block hash: the engine keys the
+    /// checksum CID by the sha256 it computes.
+    Sha1,
+    /// Go's `h1:` dirhash (the 32 bytes base64-decoded after `h1:`): a hash of the module zip's CONTENTS, not of
+    /// its bytes. The source verifies it itself (reading the zip); the engine keys the checksum CID by sha256.
+    GoH1,
 }
 
 impl ChecksumAlgo {
-    /// The lowercase name used in prefixed hex strings (`sha256`, `sha512`).
+    /// The lowercase name used in prefixed strings (`sha256`, `sha512`, `sha1`, `h1`).
     pub fn name(self) -> &'static str {
         match self {
             ChecksumAlgo::Sha256 => "sha256",
             ChecksumAlgo::Sha512 => "sha512",
+            ChecksumAlgo::Sha1 => "sha1",
+            ChecksumAlgo::GoH1 => "h1",
         }
     }
 }
@@ -39,9 +62,17 @@ pub struct RegistryChecksum {
 }
 
 impl RegistryChecksum {
-    /// `sha256:<lowercase hex>`
+    /// `sha256:<lowercase hex>` (also `sha512:`, `sha1:`); Go's dirhash is written as Go writes it,
+    /// `h1:<standard base64>`.
     pub fn to_prefixed_hex(&self) -> String {
-        format!("{}:{}", self.algo.name(), hex::encode(&self.digest))
+        match self.algo {
+            ChecksumAlgo::GoH1 => {
+                use base64::Engine as _;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(&self.digest);
+                format!("h1:{encoded}")
+            }
+            algo => format!("{}:{}", algo.name(), hex::encode(&self.digest)),
+        }
     }
 }
 
@@ -108,7 +139,10 @@ impl SourceEnv {
     }
     /// A non-empty variable.
     pub fn var(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str).filter(|value| !value.is_empty())
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
     }
 }
 
@@ -122,7 +156,10 @@ pub struct UnseedableCache {
 }
 
 /// Every ecosystem pkgseed knows, in a stable order (config keys, status).
-pub const ECOSYSTEMS: &[&str] = &["cargo"];
+pub const ECOSYSTEMS: &[&str] = &[
+    "cargo", "npm", "yarn", "pip", "apt", "rubygems", "composer", "nuget", "conda", "maven",
+    "gradle", "go",
+];
 
 /// Builds the source of every enabled ecosystem whose cache location can be determined. ONE line per ecosystem.
 pub fn detect_sources(
@@ -136,12 +173,114 @@ pub fn detect_sources(
             sources.push(std::sync::Arc::new(CargoSource::new(home, marks.clone())));
         }
     }
+    if enabled("npm") {
+        if let Some(dir) = npm::npm_cache_dir(env) {
+            sources.push(std::sync::Arc::new(npm::NpmSource::new(
+                dir,
+                npm::registry_policy(env, marks),
+            )));
+        }
+    }
+    if enabled("yarn") {
+        let folders = yarn::yarn_cache_folders(env);
+        if !folders.is_empty() {
+            sources.push(std::sync::Arc::new(yarn::YarnSource::new(
+                folders,
+                npm::registry_policy(env, marks),
+            )));
+        }
+    }
+    if enabled("pip") {
+        if let Some(config) = pip::pip_config(env) {
+            sources.push(std::sync::Arc::new(pip::PipSource::new(
+                config,
+                marks.clone(),
+            )));
+        }
+    }
+    if enabled("apt") {
+        if let Some(config) = apt::apt_config(env) {
+            sources.push(std::sync::Arc::new(apt::AptSource::new(
+                config,
+                marks.clone(),
+            )));
+        }
+    }
+    if enabled("rubygems") {
+        let ruby = rubygems::probe_ruby(env);
+        let caches = rubygems::gem_caches(env, &ruby.gem_dirs);
+        if let (false, Some(ci)) = (caches.is_empty(), rubygems::compact_index_dir(env)) {
+            sources.push(std::sync::Arc::new(rubygems::RubyGemsSource::new(
+                caches,
+                ci,
+                ruby.default_slug,
+                marks.clone(),
+            )));
+        }
+    }
+    if enabled("composer") {
+        let caches = composer::composer_cache_dirs(env);
+        if !caches.is_empty() {
+            let default_repo = composer::probe_default_repo_dir(env);
+            sources.push(std::sync::Arc::new(composer::ComposerSource::new(
+                caches,
+                default_repo,
+                marks.clone(),
+            )));
+        }
+    }
+    if enabled("nuget") {
+        if let Some(root) = nuget::nuget_packages_root(env) {
+            sources.push(std::sync::Arc::new(nuget::NugetSource::new(
+                root,
+                marks.clone(),
+            )));
+        }
+    }
+    if enabled("conda") {
+        let dirs = conda::conda_pkgs_dirs(env);
+        if !dirs.is_empty() {
+            sources.push(std::sync::Arc::new(conda::CondaSource::new(
+                dirs,
+                marks.clone(),
+            )));
+        }
+    }
+    if enabled("maven") {
+        if let Some((repo, settings)) = maven::detect_maven(env) {
+            sources.push(std::sync::Arc::new(maven::MavenSource::new(
+                repo,
+                settings,
+                marks.clone(),
+            )));
+        }
+    }
+    if enabled("gradle") {
+        let central = maven::maven_home(env)
+            .and_then(|h| maven::central_from_installation(&h))
+            .map(|(_, url)| url);
+        sources.push(std::sync::Arc::new(gradle::GradleSource::new(
+            gradle::gradle_module_dirs(env),
+            central,
+            marks.clone(),
+        )));
+    }
+    if enabled("go") {
+        if let Some(modcache) = golang::go_modcache(env) {
+            let settings = golang::GoSettings::detect(env);
+            sources.push(std::sync::Arc::new(golang::GoSource::new(
+                modcache,
+                settings,
+                marks.clone(),
+            )));
+        }
+    }
     sources
 }
 
 /// Caches present on this machine that keep only extracted files (pnpm, yarn berry, uv, bun, pub, deno).
-pub fn detect_unseedable_caches(_env: &SourceEnv) -> Vec<UnseedableCache> {
-    Vec::new()
+pub fn detect_unseedable_caches(env: &SourceEnv) -> Vec<UnseedableCache> {
+    unseedable::detect(env)
 }
 
 /// One package manager's cache layout.
@@ -153,6 +292,12 @@ pub trait CacheSource: Send + Sync {
     fn is_candidate(&self, path: &Path) -> bool;
     /// Blocking: reads metadata files next to the artifact. Does not hash the artifact itself.
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact>;
+    /// Cheap: the artifact paths whose description depends on `path`, a sidecar the client writes AFTER the
+    /// artifact (NuGet's `.nupkg.metadata`, conda's extracted `info/repodata_record.json`). The engine should
+    /// re-process those paths when `path` settles. Default: none.
+    fn artifacts_for_sidecar(&self, _path: &Path) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]
@@ -171,5 +316,18 @@ mod tests {
             digest: vec![0xDE, 0xAD],
         };
         assert_eq!(sum.to_prefixed_hex(), "sha512:dead");
+        let sum = RegistryChecksum {
+            algo: ChecksumAlgo::Sha1,
+            digest: vec![0x0A; 20],
+        };
+        assert_eq!(sum.to_prefixed_hex(), format!("sha1:{}", "0a".repeat(20)));
+        let sum = RegistryChecksum {
+            algo: ChecksumAlgo::GoH1,
+            digest: vec![0xFF; 32],
+        };
+        assert_eq!(
+            sum.to_prefixed_hex(),
+            "h1://////////////////////////////////////////8="
+        );
     }
 }

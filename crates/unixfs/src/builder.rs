@@ -9,10 +9,14 @@
 use std::collections::HashSet;
 
 use cid::Cid;
+use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::protobuf::{encode_interior_node, pb_leaf_framing, ChildLink};
-use crate::{sha256_multihash, BlockKind, FileDag, PlannedBlock, Profile, CODEC_DAG_PB, CODEC_RAW};
+use crate::{
+    sha256_multihash, BlockKind, ExtraDigests, FileDag, PlannedBlock, Profile, CODEC_DAG_PB,
+    CODEC_RAW,
+};
 
 /// How leaves are encoded and interior nodes addressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,30 +31,41 @@ enum LeafEncoding {
 pub(crate) struct WholeFileHasher {
     sha256: Sha256,
     sha512: Option<Sha512>,
+    sha1: Option<Sha1>,
 }
 
 pub(crate) struct WholeFileDigests {
     pub sha256: [u8; 32],
     pub sha512: Option<[u8; 64]>,
+    pub sha1: Option<[u8; 20]>,
 }
 
 impl WholeFileHasher {
-    pub(crate) fn new(also_sha512: bool) -> WholeFileHasher {
+    pub(crate) fn new(extra: ExtraDigests) -> WholeFileHasher {
         WholeFileHasher {
             sha256: Sha256::new(),
-            sha512: also_sha512.then(Sha512::new),
+            sha512: extra.sha512.then(Sha512::new),
+            sha1: extra.sha1.then(Sha1::new),
         }
     }
     pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.sha256.update(bytes);
+        self.update_extra(bytes);
+    }
+    /// The optional digests only (sha256 is fed separately by the builder).
+    pub(crate) fn update_extra(&mut self, bytes: &[u8]) {
         if let Some(sha512) = &mut self.sha512 {
             sha512.update(bytes);
+        }
+        if let Some(sha1) = &mut self.sha1 {
+            sha1.update(bytes);
         }
     }
     pub(crate) fn finish(self) -> WholeFileDigests {
         WholeFileDigests {
             sha256: self.sha256.finalize().into(),
             sha512: self.sha512.map(|sha512| sha512.finalize().into()),
+            sha1: self.sha1.map(|sha1| sha1.finalize().into()),
         }
     }
 }
@@ -114,12 +129,8 @@ impl BalancedBuilder {
     }
 
     pub(crate) fn update(&mut self, mut bytes: &[u8]) {
-        if let Some(sha512) = self
-            .whole_file_hasher
-            .as_mut()
-            .and_then(|hasher| hasher.sha512.as_mut())
-        {
-            sha512.update(bytes);
+        if let Some(hasher) = self.whole_file_hasher.as_mut() {
+            hasher.update_extra(bytes);
         }
         while !bytes.is_empty() {
             let room_bytes = self.chunk_size_bytes - self.open_chunk_len_bytes;
@@ -271,6 +282,7 @@ impl BalancedBuilder {
             size_bytes: self.open_chunk_offset,
             sha256: digests.sha256,
             sha512: digests.sha512,
+            sha1: digests.sha1,
             blocks: self.blocks,
         }
     }

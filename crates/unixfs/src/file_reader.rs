@@ -6,7 +6,7 @@ use std::io::Read;
 use std::sync::{mpsc, Arc};
 
 use crate::builder::{BalancedBuilder, WholeFileHasher};
-use crate::{FileDag, Profile, FILE_READ_BUFFER_BYTES};
+use crate::{ExtraDigests, FileDag, Profile, FILE_READ_BUFFER_BYTES};
 
 /// Below this the single-threaded path is as fast (and the first-chunk hash is shared anyway).
 pub(crate) const HELPER_THREAD_MIN_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -28,7 +28,7 @@ pub(crate) fn read_some(file: &mut File, buffer: &mut [u8]) -> std::io::Result<u
 pub(crate) fn dag_with_helper_thread(
     mut file: File,
     profile: Profile,
-    also_sha512: bool,
+    extra: ExtraDigests,
 ) -> std::io::Result<FileDag> {
     let mut builder = BalancedBuilder::new(
         profile,
@@ -46,7 +46,7 @@ pub(crate) fn dag_with_helper_thread(
                 .expect("the reader inbox is open");
         }
         let hasher = scope.spawn(move || {
-            let mut whole_file_hasher = WholeFileHasher::new(also_sha512);
+            let mut whole_file_hasher = WholeFileHasher::new(extra);
             for (buffer, filled_bytes) in hasher_inbox {
                 whole_file_hasher.update(&buffer[..filled_bytes]);
                 // The reader may already be gone (read error or end of file); then the buffer is just dropped.

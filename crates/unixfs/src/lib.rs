@@ -126,14 +126,33 @@ pub struct FileDag {
     pub root: Cid,
     pub size_bytes: u64,
     pub sha256: [u8; 32],
-    /// Present when requested in [`DagBuilder::new`].
+    /// Present when requested in [`DagBuilder::new`] / [`ExtraDigests::sha512`].
     pub sha512: Option<[u8; 64]>,
+    /// Present when requested with [`ExtraDigests::sha1`] (Maven's `.sha1`, Gradle's cache dir names).
+    pub sha1: Option<[u8; 20]>,
     /// Every distinct block of the DAG (leaves and interior nodes), root included. A root that is a single raw leaf
     /// appears once. A chunk whose bytes repeat earlier in the file is listed once, at its first range (as the
     /// reference stores it once). An empty file is one empty leaf: the empty raw block
     /// (`bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku`) in v1-2025, the dag-pb leaf
     /// `QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH` in v0-2015. Checksum (`WholeFile`) blocks are not listed here.
     pub blocks: Vec<PlannedBlock>,
+}
+
+/// Whole-file digests computed besides sha256 (always computed), in the same pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExtraDigests {
+    pub sha512: bool,
+    pub sha1: bool,
+}
+
+impl ExtraDigests {
+    /// Only sha512 when `also_sha512` (what the older `also_sha512: bool` arguments mean).
+    pub fn sha512_if(also_sha512: bool) -> ExtraDigests {
+        ExtraDigests {
+            sha512: also_sha512,
+            sha1: false,
+        }
+    }
 }
 
 /// Streaming builder: feed the file's bytes in any split with [`DagBuilder::update`], then [`DagBuilder::finish`].
@@ -145,12 +164,16 @@ pub struct DagBuilder {
 
 impl DagBuilder {
     pub fn new(profile: Profile, also_sha512: bool) -> DagBuilder {
+        DagBuilder::with_extra_digests(profile, ExtraDigests::sha512_if(also_sha512))
+    }
+    /// A builder that also computes the whole-file digests `extra` asks for.
+    pub fn with_extra_digests(profile: Profile, extra: ExtraDigests) -> DagBuilder {
         DagBuilder {
             inner: BalancedBuilder::new(
                 profile,
                 profile.chunk_size_bytes(),
                 profile.max_links_per_node(),
-                Some(WholeFileHasher::new(also_sha512)),
+                Some(WholeFileHasher::new(extra)),
             ),
         }
     }
@@ -169,7 +192,7 @@ impl DagBuilder {
                 profile,
                 chunk_size_bytes,
                 max_links_per_node,
-                Some(WholeFileHasher::new(also_sha512)),
+                Some(WholeFileHasher::new(ExtraDigests::sha512_if(also_sha512))),
             ),
         }
     }
@@ -197,12 +220,21 @@ pub fn dag_of_file(
     profile: Profile,
     also_sha512: bool,
 ) -> std::io::Result<FileDag> {
-    let mut file = std::fs::File::open(path)?;
+    dag_of_file_with(path, profile, ExtraDigests::sha512_if(also_sha512))
+}
+
+/// Reads `path` once and builds its DAG, with the extra whole-file digests `extra` asks for.
+pub fn dag_of_file_with(
+    path: &std::path::Path,
+    profile: Profile,
+    extra: ExtraDigests,
+) -> std::io::Result<FileDag> {
+    let mut file = open_regular_file(path)?;
     let file_len_bytes = file.metadata()?.len();
     if file_len_bytes >= file_reader::HELPER_THREAD_MIN_FILE_BYTES {
-        return file_reader::dag_with_helper_thread(file, profile, also_sha512);
+        return file_reader::dag_with_helper_thread(file, profile, extra);
     }
-    let mut builder = DagBuilder::new(profile, also_sha512);
+    let mut builder = DagBuilder::with_extra_digests(profile, extra);
     let mut read_buffer = vec![0u8; FILE_READ_BUFFER_BYTES.min(file_len_bytes as usize + 1)];
     loop {
         let read_bytes = file_reader::read_some(&mut file, &mut read_buffer)?;
@@ -212,6 +244,28 @@ pub fn dag_of_file(
         builder.update(&read_buffer[..read_bytes]);
     }
     Ok(builder.finish())
+}
+
+/// Opens a regular file for reading, never through a symlink at the last component and never blocking (a FIFO
+/// swapped in for the file would otherwise block the open until a writer appears), and checks the handle is a
+/// regular file. Callers that checked the path with `symlink_metadata` first cannot be raced into reading
+/// something else.
+pub fn open_regular_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(file)
 }
 
 /// The checksum CID: CIDv1, codec raw, multihash(algo, digest). Errors when the digest length is wrong for `algo`.

@@ -42,6 +42,7 @@ fn assert_same_dag(left: &FileDag, right: &FileDag) {
     assert_eq!(left.size_bytes, right.size_bytes);
     assert_eq!(left.sha256, right.sha256);
     assert_eq!(left.sha512, right.sha512);
+    assert_eq!(left.sha1, right.sha1);
     assert_eq!(left.blocks, right.blocks);
 }
 
@@ -522,4 +523,74 @@ fn io_write_feeds_the_builder() {
         &file,
     );
     assert_same_dag(&written, &direct);
+}
+
+#[test]
+fn extra_digests_include_sha1_on_both_read_paths() {
+    use sha1::Sha1;
+    let dir = tempfile::tempdir().unwrap();
+    // Below and above the helper-thread threshold: both whole-file hashing paths must fill in sha1.
+    for file_len in [
+        0usize,
+        5,
+        1_048_577,
+        file_reader::HELPER_THREAD_MIN_FILE_BYTES as usize + 3,
+    ] {
+        let bytes = pattern_bytes(file_len, 11);
+        let path = dir.path().join(format!("f{file_len}"));
+        std::fs::write(&path, &bytes).unwrap();
+        let expected_sha1: [u8; 20] = Sha1::digest(&bytes).into();
+        let both = ExtraDigests {
+            sha512: true,
+            sha1: true,
+        };
+        let dag = dag_of_file_with(&path, Profile::UnixfsV1_2025, both).unwrap();
+        assert_eq!(dag.sha1, Some(expected_sha1), "len {file_len}");
+        assert_eq!(dag.sha512, Some(<[u8; 64]>::from(Sha512::digest(&bytes))));
+        assert_eq!(dag.sha256, <[u8; 32]>::from(Sha256::digest(&bytes)));
+        let only_sha1 = ExtraDigests {
+            sha512: false,
+            sha1: true,
+        };
+        let dag1 = dag_of_file_with(&path, Profile::UnixfsV0_2015, only_sha1).unwrap();
+        assert_eq!((dag1.sha1, dag1.sha512), (Some(expected_sha1), None));
+        let plain = dag_of_file(&path, Profile::UnixfsV1_2025, false).unwrap();
+        assert_eq!((plain.sha1, plain.sha512), (None, None));
+        assert_eq!(plain.root, dag.root);
+        let mut builder = DagBuilder::with_extra_digests(Profile::UnixfsV1_2025, only_sha1);
+        builder.update(&bytes);
+        assert_eq!(builder.finish().sha1, Some(expected_sha1));
+    }
+}
+
+/// A symlink, a FIFO or a directory in a file's place is refused at once (never followed, never blocking on the
+/// FIFO's open): the indexer checks the path with `symlink_metadata` first and must not be raced into reading
+/// something else.
+#[cfg(unix)]
+#[test]
+fn dag_of_file_refuses_symlinks_fifos_and_dirs_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    std::fs::write(&real, b"bytes").unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let results: Vec<bool> = [&link, &fifo, &sub]
+            .iter()
+            .map(|p| crate::dag_of_file(p, crate::Profile::UnixfsV1_2025, false).is_err())
+            .collect();
+        let _ = tx.send(results);
+    });
+    let refused = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("dag_of_file blocked on a FIFO");
+    assert_eq!(refused, vec![true, true, true]);
+    assert!(crate::dag_of_file(&real, crate::Profile::UnixfsV1_2025, false).is_ok());
 }

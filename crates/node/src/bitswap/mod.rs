@@ -15,6 +15,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWriteExt, StreamExt};
 use rust_ipfs::{PeerId, Stream, StreamProtocol};
 use tokio::sync::watch;
 
+use crate::limits::Limits;
 use crate::BlockStore;
 use wire::{Inbound, Outbound, Presence, Version};
 
@@ -26,8 +27,9 @@ pub const MAX_OUTBOUND_MESSAGE: usize = 2 * 1024 * 1024;
 const MAX_INBOUND_STREAMS_PER_PEER: usize = 1024;
 /// Bound on pending wants per peer.
 const MAX_WANTS_PER_PEER: usize = 16 * 1024;
-/// Write granularity: pause is checked between chunks so a large reply stops within the second.
-const WRITE_CHUNK: usize = 64 * 1024;
+/// Write granularity: pause and the upload cap are checked between chunks so a large reply stops within the second
+/// and a capped rate is smooth.
+const WRITE_CHUNK: usize = 16 * 1024;
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Once a length prefix has arrived, the body must follow within this time.
@@ -37,6 +39,10 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Counters {
     pub blocks_served: AtomicU64,
     pub bytes_served: AtomicU64,
+    /// Bitswap bytes written to peers (framing, presences and blocks), as they cross the wire.
+    pub bytes_uploaded: AtomicU64,
+    /// Bitswap bytes read from peers (length prefixes and messages).
+    pub bytes_downloaded: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +65,7 @@ pub struct Responder {
     control: Control,
     paused: Arc<AtomicBool>,
     counters: Arc<Counters>,
+    limits: Arc<Limits>,
     ledgers: Mutex<HashMap<PeerId, Ledger>>,
     shutdown: watch::Receiver<bool>,
 }
@@ -69,6 +76,7 @@ impl Responder {
         control: Control,
         paused: Arc<AtomicBool>,
         counters: Arc<Counters>,
+        limits: Arc<Limits>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
         Arc::new(Responder {
@@ -76,6 +84,7 @@ impl Responder {
             control,
             paused,
             counters,
+            limits,
             ledgers: Mutex::new(HashMap::new()),
             shutdown,
         })
@@ -172,6 +181,16 @@ impl Responder {
                     tracing::debug!(%peer, "bitswap message body timed out");
                     return;
                 }
+            }
+            // The download cap: the next read waits until this message is paid for, so a fast sender is slowed by
+            // stream back-pressure (yamux windows), never dropped.
+            let wire_len = len + varint_len(len as u64);
+            self.counters
+                .bytes_downloaded
+                .fetch_add(wire_len as u64, Ordering::Relaxed);
+            let stopping = || *shutdown.borrow();
+            if !self.limits.download.acquire(wire_len, stopping).await {
+                return;
             }
             match wire::decode(&body) {
                 Ok(msg) => self.on_message(peer, version, msg),
@@ -353,17 +372,28 @@ impl Responder {
                 Err(_) => return Err(format!("open stream to {peer}: timed out")),
             };
         let paused = &self.paused;
+        let has_blocks = !msg.blocks.is_empty();
+        let stop = || (paused.load(Ordering::SeqCst) && has_blocks) || *self.shutdown.borrow();
         let write = async {
             for chunk in frame.chunks(WRITE_CHUNK) {
-                if paused.load(Ordering::SeqCst) && !msg.blocks.is_empty() {
+                // The upload cap (shared by every stream), then the pause check right before the bytes go out.
+                if !self.limits.upload.acquire(chunk.len(), stop).await || stop() {
                     // Dropping the stream unclosed resets it: the peer discards the partial message.
                     return Err("paused mid-message".to_string());
                 }
                 stream.write_all(chunk).await.map_err(|e| e.to_string())?;
+                self.counters
+                    .bytes_uploaded
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
             stream.close().await.map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        // A capped upload takes longer: allow the time the cap needs on top of the usual limit.
+        let write_timeout = match self.limits.upload.rate() {
+            0 => WRITE_TIMEOUT,
+            rate => WRITE_TIMEOUT + Duration::from_secs_f64(frame.len() as f64 / rate as f64),
+        };
+        match tokio::time::timeout(write_timeout, write).await {
             Ok(Ok(())) => {
                 let bytes: u64 = msg.blocks.iter().map(|(_, d)| d.len() as u64).sum();
                 self.counters
@@ -391,6 +421,16 @@ fn withhold_blocks(msg: &mut Outbound) {
     // We do not know whether the peer asked for DONT_HAVE here; saying nothing is always correct.
     msg.blocks.clear();
     msg.presences.retain(|(_, p)| *p == Presence::DontHave);
+}
+
+/// Bytes an unsigned varint of `v` takes.
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
 }
 
 /// Reads an unsigned varint; `Ok(None)` on EOF before the first byte.

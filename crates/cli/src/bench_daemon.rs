@@ -1,0 +1,303 @@
+//! The daemon rows of `pkgseed bench`: a synthetic cargo cache (real layout: `.crate` files plus cargo's binary
+//! index cache with their checksums) is seeded by a real `pkgseed daemon --network local` child process, and the
+//! bench measures the first scan (wall, CPU, peak RSS), a restart to serving (and that nothing is rehashed), the
+//! latency from a new artifact written into the watched cache to served, and the idle CPU and RSS.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use pkgseed_engine::control::{self, ControlRequest};
+use rand::{Rng, RngCore, SeedableRng};
+use sha2::Digest;
+
+/// The synthetic registry's index dir. Not a default-registry suffix: the bench marks it public in its config,
+/// exactly as a user marks a mirror.
+const BENCH_INDEX_DIR: &str = "bench-registry-0000000000000000";
+
+pub struct DaemonBenchOptions {
+    pub artifacts: usize,
+    pub seed: u64,
+    pub total_bytes_budget: u64,
+    pub idle_seconds: u64,
+}
+
+pub struct DaemonFigures {
+    pub artifacts: usize,
+    pub bytes: u64,
+    pub scan_wall_secs: f64,
+    pub scan_cpu_secs: f64,
+    pub scan_peak_rss_bytes: u64,
+    pub sha256_secs: f64,
+    pub restart_to_serving_secs: f64,
+    pub restart_files_hashed: u64,
+    pub new_artifact_latency_secs: f64,
+    pub idle_cpu_percent: f64,
+    pub idle_rss_bytes: u64,
+    pub idle_seconds: u64,
+    pub index_disk_bytes: u64,
+}
+
+pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigures> {
+    let cargo_home = work_dir.join("cargo-home");
+    let (files, total_bytes) = generate_cargo_cache(&cargo_home, options)?;
+    let sha256_secs = super::bench::time_plain_sha256(&files)?;
+    let config_dir = work_dir.join("config");
+    let data_dir = work_dir.join("data");
+    std::fs::create_dir_all(&config_dir)?;
+    std::fs::write(
+        config_dir.join("config.toml"),
+        format!("network = \"local\"\n[origins]\npublic = [\"{BENCH_INDEX_DIR}\"]\n"),
+    )?;
+    let env = DaemonEnv {
+        cargo_home: cargo_home.clone(),
+        config_dir,
+        data_dir: data_dir.clone(),
+    };
+
+    // 1. First scan.
+    let started = Instant::now();
+    let mut daemon = env.spawn()?;
+    let pid = daemon.id();
+    let status = wait_for(&data_dir, Duration::from_secs(3600), |s| {
+        s["first_scan_done"] == true
+    })?;
+    let scan_wall_secs = started.elapsed().as_secs_f64();
+    let scan_cpu_secs = cpu_secs(pid)?;
+    let scan_peak_rss_bytes = peak_rss_bytes(pid)?;
+    let seeded = status["ecosystems"]["cargo"]["artifacts"]
+        .as_u64()
+        .unwrap_or(0);
+    if seeded as usize != files.len() {
+        bail!(
+            "the daemon seeded {seeded} of {} synthetic artifacts",
+            files.len()
+        );
+    }
+    let index_disk_bytes = status["index_disk_bytes"].as_u64().unwrap_or(0);
+
+    // 2. New artifact → served.
+    let new_crate_latency = {
+        let bytes = pseudo_random_bytes(options.seed ^ 0xfeed, 40_000);
+        let started = Instant::now();
+        write_crate(&cargo_home, "bench-new-artifact", "1.0.0", &bytes)?;
+        wait_for(&data_dir, Duration::from_secs(30), |s| {
+            s["ecosystems"]["cargo"]["artifacts"].as_u64() == Some(seeded + 1)
+        })?;
+        started.elapsed().as_secs_f64()
+    };
+
+    // 3. Idle.
+    let cpu_before = cpu_secs(pid)?;
+    std::thread::sleep(Duration::from_secs(options.idle_seconds));
+    let idle_cpu_percent = 100.0 * (cpu_secs(pid)? - cpu_before) / options.idle_seconds as f64;
+    let idle_rss_bytes = current_rss_bytes(pid)?;
+    stop(&mut daemon);
+
+    // 4. Restart to serving.
+    let started = Instant::now();
+    let mut daemon = env.spawn()?;
+    let status = wait_for(&data_dir, Duration::from_secs(600), |s| {
+        s["first_scan_done"] == true
+    })?;
+    let restart_to_serving_secs = started.elapsed().as_secs_f64();
+    let restart_files_hashed = status["files_hashed"].as_u64().unwrap_or(u64::MAX);
+    stop(&mut daemon);
+
+    Ok(DaemonFigures {
+        artifacts: files.len(),
+        bytes: total_bytes,
+        scan_wall_secs,
+        scan_cpu_secs,
+        scan_peak_rss_bytes,
+        sha256_secs,
+        restart_to_serving_secs,
+        restart_files_hashed,
+        new_artifact_latency_secs: new_crate_latency,
+        idle_cpu_percent,
+        idle_rss_bytes,
+        idle_seconds: options.idle_seconds,
+        index_disk_bytes,
+    })
+}
+
+struct DaemonEnv {
+    cargo_home: PathBuf,
+    config_dir: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl DaemonEnv {
+    fn spawn(&self) -> Result<Child> {
+        let exe = std::env::current_exe().context("cannot find the pkgseed binary")?;
+        Command::new(exe)
+            .args(["daemon", "--network", "local"])
+            .env("CARGO_HOME", &self.cargo_home)
+            .env("PKGSEED_CONFIG_DIR", &self.config_dir)
+            .env("PKGSEED_DATA_DIR", &self.data_dir)
+            .env("PKGSEED_KEYRING", "off")
+            .env("PKGSEED_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start the daemon")
+    }
+}
+
+fn stop(child: &mut Child) {
+    // SIGTERM lets the daemon shut down cleanly; a daemon that does not stop in 10 s is killed.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Polls the daemon's status every 10 ms until `done` holds.
+fn wait_for(
+    data_dir: &Path,
+    timeout: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    let socket = data_dir.join("control.sock");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(status) = runtime.block_on(control::request(&socket, &ControlRequest::Status)) {
+            if done(&status) {
+                return Ok(status);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the daemon did not reach the expected state in {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(key)
+                .map(|rest| rest.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
+        .flatten()
+        .with_context(|| format!("{key} not in /proc/{pid}/status"))
+}
+
+fn peak_rss_bytes(pid: u32) -> Result<u64> {
+    Ok(proc_status_kib(pid, "VmHWM:")? * 1024)
+}
+
+fn current_rss_bytes(pid: u32) -> Result<u64> {
+    Ok(proc_status_kib(pid, "VmRSS:")? * 1024)
+}
+
+/// utime + stime of a process, from /proc/<pid>/stat.
+fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields overall.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("bad /proc stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|f| f.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / ticks_per_sec.max(1.0))
+}
+
+fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut bytes = vec![0u8; len];
+    rng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// Writes `<cargo_home>/registry/cache/<dir>/<name>-<version>.crate` and its index cache entry (cargo's v3 format).
+fn write_crate(cargo_home: &Path, name: &str, version: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let cksum = hex_lower(&sha2::Sha256::digest(bytes));
+    let index_path = pkgseed_sources::cargo_index_cache_path(cargo_home, BENCH_INDEX_DIR, name);
+    std::fs::create_dir_all(index_path.parent().context("index path")?)?;
+    let mut blob = vec![3u8];
+    blob.extend_from_slice(&2u32.to_le_bytes());
+    blob.extend_from_slice(b"bench\0");
+    blob.extend_from_slice(version.as_bytes());
+    blob.push(0);
+    let json = serde_json::json!({"name": name, "vers": version, "deps": [], "cksum": cksum, "features": {}, "yanked": false});
+    blob.extend_from_slice(json.to_string().as_bytes());
+    blob.push(0);
+    std::fs::write(&index_path, blob)?;
+    let crate_dir = cargo_home
+        .join("registry")
+        .join("cache")
+        .join(BENCH_INDEX_DIR);
+    std::fs::create_dir_all(&crate_dir)?;
+    let path = crate_dir.join(format!("{name}-{version}.crate"));
+    // Cargo writes in place; a temp + rename here only keeps the bench from racing its own watcher.
+    let tmp = crate_dir.join(format!(".{name}-{version}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// A cargo-like size mix scaled down to fit `total_bytes_budget`, so 100k artifacts fit on a laptop disk.
+fn generate_cargo_cache(
+    cargo_home: &Path,
+    options: &DaemonBenchOptions,
+) -> Result<(Vec<(PathBuf, u64)>, u64)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+    let mut sizes: Vec<u64> = (0..options.artifacts)
+        .map(|_| {
+            let bucket: f64 = rng.gen();
+            if bucket < 0.70 {
+                rng.gen_range(2_000..60_000)
+            } else if bucket < 0.95 {
+                rng.gen_range(60_000..1_000_000)
+            } else {
+                rng.gen_range(1_000_000..12_000_000)
+            }
+        })
+        .collect();
+    let natural: u64 = sizes.iter().sum();
+    if natural > options.total_bytes_budget {
+        let scale = options.total_bytes_budget as f64 / natural as f64;
+        for size in &mut sizes {
+            *size = ((*size as f64 * scale) as u64).max(64);
+        }
+    }
+    let mut files = Vec::with_capacity(sizes.len());
+    let mut total = 0;
+    let mut buffer = Vec::new();
+    for (n, size) in sizes.into_iter().enumerate() {
+        buffer.resize(size as usize, 0);
+        rng.fill_bytes(&mut buffer);
+        let path = write_crate(cargo_home, &format!("bench-crate-{n}"), "0.1.0", &buffer)?;
+        total += size;
+        files.push((path, size));
+    }
+    Ok((files, total))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

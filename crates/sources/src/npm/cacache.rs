@@ -1,0 +1,56 @@
+//! The `index-v5` bucket format of npm's cacache: each line is `<sha1 hex of json>\t<json>`, appended; a line
+//! whose hash does not match (a torn append) is skipped; per key the last valid line wins and an entry with
+//! `"integrity": null` is a deletion.
+
+use sha1::{Digest, Sha1};
+
+/// One live index entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacacheEntry {
+    pub key: String,
+    pub integrity: String,
+    /// Milliseconds since the epoch, as cacache wrote it (0 when absent).
+    pub time: u64,
+}
+
+/// Longest line considered (a response's headers and metadata are small; this bounds hostile input).
+const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// The live entries of one bucket file, in the order of their last write.
+pub fn parse_index_bucket(bytes: &[u8]) -> Vec<CacacheEntry> {
+    let mut latest: Vec<(String, Option<CacacheEntry>)> = Vec::new();
+    for line in bytes.split(|&b| b == b'\n') {
+        if line.is_empty() || line.len() > MAX_LINE_BYTES {
+            continue;
+        }
+        let Some(tab) = line.iter().position(|&b| b == b'\t') else {
+            continue;
+        };
+        let (hash, json) = (&line[..tab], &line[tab + 1..]);
+        if !hash.eq_ignore_ascii_case(hex::encode(Sha1::digest(json)).as_bytes()) {
+            continue;
+        }
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(json) else {
+            continue;
+        };
+        let Some(key) = value.get("key").and_then(|k| k.as_str()) else {
+            continue;
+        };
+        let entry = value
+            .get("integrity")
+            .and_then(|i| i.as_str())
+            .map(|integrity| CacacheEntry {
+                key: key.to_owned(),
+                integrity: integrity.to_owned(),
+                time: value.get("time").and_then(|t| t.as_u64()).unwrap_or(0),
+            });
+        latest.retain(|(k, _)| k != key);
+        latest.push((key.to_owned(), entry));
+    }
+    latest.into_iter().filter_map(|(_, e)| e).collect()
+}
+
+/// A bucket line as cacache writes it (for tests and fixtures).
+pub fn bucket_line(json: &str) -> String {
+    format!("\n{}\t{}", hex::encode(Sha1::digest(json.as_bytes())), json)
+}

@@ -1,0 +1,184 @@
+// Helpers for the desktop tests: a temp HOME, a private D-Bus session per test, the app, the CLI, the tray menu
+// over D-Bus (com.canonical.dbusmenu) and the engine's control socket.
+import { spawn, execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const run = promisify(execFile);
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TARGET = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
+export const APP = process.env.PKGSEED_DESKTOP_BIN || path.join(TARGET, 'debug/pkgseed-desktop');
+export const CLI = process.env.PKGSEED_BIN || path.join(TARGET, 'debug/pkgseed');
+export const NO_SERVICES = path.join(ROOT, 'tests/desktop/session-no-services.conf');
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A temp HOME with pkgseed's dirs and a loopback-only config (no public network in tests). */
+export function makeHome(name) {
+  const home = mkdtempSync(path.join(tmpdir(), `pkgseed-desktop-${name}-`));
+  const configDir = path.join(home, '.config/pkgseed');
+  mkdirSync(configDir, { recursive: true });
+  writeFileSync(path.join(configDir, 'config.toml'), 'network = "local"\n');
+  const env = {
+    // A clean environment: no cache variables of the developer's (CARGO_HOME, npm_config_cache, …) leak in.
+    PATH: process.env.PATH,
+    HOME: home,
+    DISPLAY: process.env.DISPLAY,
+    LANG: 'C.UTF-8',
+    XDG_CONFIG_HOME: path.join(home, '.config'),
+    XDG_DATA_HOME: path.join(home, '.local/share'),
+    XDG_CACHE_HOME: path.join(home, '.cache'),
+    PKGSEED_CONFIG_DIR: configDir,
+    PKGSEED_DATA_DIR: path.join(home, '.local/share/pkgseed'),
+    RUST_LOG: process.env.RUST_LOG || 'warn',
+    NO_AT_BRIDGE: '1',
+  };
+  return { home, configDir, env };
+}
+
+/**
+ * A private session bus (`dbus-run-session`) living until `close()`. With `keyring`, gnome-keyring's Secret Service
+ * runs in it, unlocked (with a non-empty password: an empty one makes it prompt for a new login keyring, which
+ * fails without a prompter); without, the bus has no service activation at all, so no keyring exists.
+ */
+export async function startSession(env, { keyring = false, services = false } = {}) {
+  const script = keyring
+    ? 'printf pkgseed-test | gnome-keyring-daemon --foreground --unlock --components=secrets >/dev/null 2>&1 & '
+      + 'sleep 1; echo "$DBUS_SESSION_BUS_ADDRESS"; exec sleep 3600'
+    : 'echo "$DBUS_SESSION_BUS_ADDRESS"; exec sleep 3600';
+  const args = services || keyring ? [] : [`--config-file=${NO_SERVICES}`];
+  const proc = spawn('dbus-run-session', [...args, '--', 'sh', '-c', script], {
+    env, stdio: ['ignore', 'pipe', 'inherit'], detached: true,
+  });
+  const address = await new Promise((resolve, reject) => {
+    let out = '';
+    proc.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(out.trim());
+    });
+    proc.on('exit', (code) => reject(new Error(`dbus-run-session exited (${code})`)));
+  });
+  const sessionEnv = { ...env, DBUS_SESSION_BUS_ADDRESS: address };
+  return {
+    env: sessionEnv,
+    close: () => { try { process.kill(-proc.pid, 'SIGTERM'); } catch { /* gone */ } },
+  };
+}
+
+/** Starts the app; its stderr goes to the test's log. */
+export function launchApp(env, args = [], bin = APP) {
+  const proc = spawn(bin, args, { env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+  proc.stop = async () => {
+    if (proc.exitCode !== null) return;
+    try { process.kill(-proc.pid, 'SIGTERM'); } catch { return; }
+    for (let i = 0; i < 50 && proc.exitCode === null; i++) await sleep(100);
+    if (proc.exitCode === null) try { process.kill(-proc.pid, 'SIGKILL'); } catch { /* gone */ }
+  };
+  return proc;
+}
+
+/** `pkgseed status --json` (or another CLI command) against the app's control socket. */
+export async function cli(env, ...args) {
+  const { stdout } = await run(CLI, args, { env, timeout: 20000 });
+  return stdout;
+}
+
+export async function status(env) {
+  return JSON.parse(await cli(env, 'status', '--json'));
+}
+
+/** Polls `fn` until it returns a truthy value, or fails with `what`. */
+export async function waitFor(what, fn, timeoutMs = 60000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const value = await fn();
+      if (value) return value;
+    } catch (err) { last = err; }
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+/** The engine's settings in force, asked over its control socket (what the engine applied, not the file). */
+export function engineConfig(env) {
+  const socket = path.join(env.PKGSEED_DATA_DIR, 'control.sock');
+  return new Promise((resolve, reject) => {
+    const conn = net.createConnection(socket, () => conn.write('{"cmd":"config"}\n'));
+    let data = '';
+    conn.on('data', (d) => {
+      data += d;
+      if (data.includes('\n')) {
+        conn.end();
+        const reply = JSON.parse(data);
+        if (reply.ok) resolve(reply.ok); else reject(new Error(JSON.stringify(reply.error)));
+      }
+    });
+    conn.on('error', reject);
+  });
+}
+
+export async function gdbus(env, ...args) {
+  const { stdout } = await run('gdbus', ['call', '--session', ...args], { env, timeout: 10000 });
+  return stdout;
+}
+
+/** Finds the app's StatusNotifierItem (libayatana-appindicator) on the bus: [bus name, item path]. */
+export async function findTrayItem(env) {
+  const names = (await gdbus(env, '--dest', 'org.freedesktop.DBus', '--object-path', '/org/freedesktop/DBus',
+    '--method', 'org.freedesktop.DBus.ListNames')).match(/':[0-9.]+'/g) || [];
+  for (const quoted of names) {
+    const name = quoted.slice(1, -1);
+    try {
+      const { stdout } = await run('gdbus', ['introspect', '--session', '--dest', name, '--object-path',
+        '/org/ayatana/NotificationItem'], { env, timeout: 5000 });
+      const node = /node (\S+) \{/.exec(stdout.replace(/^node \/org\/ayatana\/NotificationItem \{/m, ''));
+      const child = /^\s+node (\S+) \{/m.exec(stdout);
+      if (child || node) return [name, `/org/ayatana/NotificationItem/${(child || node)[1]}`];
+    } catch { /* not this one */ }
+  }
+  return null;
+}
+
+/** The menu's items as {id, label, toggleState}, from com.canonical.dbusmenu GetLayout. */
+export async function menuItems(env, [name, itemPath]) {
+  const out = await gdbus(env, '--dest', name, '--object-path', `${itemPath}/Menu`,
+    '--method', 'com.canonical.dbusmenu.GetLayout', '--', '0', '-1', '[]');
+  const items = [];
+  const re = /\((\d+), \{([^{}]*)\}/g;
+  let m;
+  while ((m = re.exec(out))) {
+    const label = /'label': <'([^']*)'>/.exec(m[2]);
+    const toggle = /'toggle-state': <(-?\d+)>/.exec(m[2]);
+    if (label) items.push({ id: Number(m[1]), label: label[1].replace(/_/g, ''), toggleState: toggle ? Number(toggle[1]) : null });
+  }
+  return items;
+}
+
+/** Clicks a menu item, as a panel does. */
+export async function clickMenuItem(env, tray, label) {
+  const item = (await menuItems(env, tray)).find((i) => i.label === label);
+  if (!item) throw new Error(`no menu item ${label}`);
+  await gdbus(env, '--dest', tray[0], '--object-path', `${tray[1]}/Menu`, '--method', 'com.canonical.dbusmenu.Event', '--',
+    String(item.id), 'clicked', '<int32 0>', '0');
+  return item;
+}
+
+export async function trayProperty(env, [name, itemPath], property) {
+  const out = await gdbus(env, '--dest', name, '--object-path', itemPath, '--method',
+    'org.freedesktop.DBus.Properties.Get', 'org.kde.StatusNotifierItem', property);
+  const m = /<'([^']*)'>/.exec(out);
+  return m ? m[1] : out.trim();
+}
+
+/** The colour of a pixel of a PNG (ImageMagick), as "r,g,b". */
+export async function pixel(file, x, y) {
+  const { stdout } = await run('convert', [file, '-format', `%[fx:round(255*p{${x},${y}}.r)],%[fx:round(255*p{${x},${y}}.g)],%[fx:round(255*p{${x},${y}}.b)]`, 'info:']);
+  return stdout.trim();
+}
+
+export const readText = (file) => readFileSync(file, 'utf8');

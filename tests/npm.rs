@@ -1,0 +1,322 @@
+//! End-to-end: the npm source. The real `npm pack` makes three packages, a registry on 127.0.0.1 serves them under
+//! two prefixes (`/public/` marked public in the pkgseed config, `/private/` the `@acme` scope registry of the
+//! user's `.npmrc`), the real `npm install` and `npm cache add` fill a temp cache (`cache=` in the temp home's
+//! `.npmrc`, which the daemon reads too), and the real `pkgseed daemon` seeds it; a Helia node fetches over loopback.
+//!
+//! Checked: only the public tarballs are listed (with sha512 checksum, origin id and the JS reference CID); the
+//! private scope registry and a local `npm pack` tarball (`npm cache add ./x.tgz`, key `pacote:tarball:file:`) are
+//! private in `status.origins` and not obtainable; a tarball added while the daemon runs is seeded by the watcher;
+//! a partial download (cacache's `tmp/` staging file, and a content blob with no index entry) is not seeded; Helia
+//! fetches public tarballs by root CID and by sha512 checksum CID; `npm cache clean --force` withdraws everything,
+//! and a tarball cached after that is seeded again.
+//! The partial download is made by writing the files cacache would leave (npm cannot be stopped mid-body here).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use pkgseed_e2e::http::StaticServer;
+use pkgseed_e2e::npm::{client, noise, npm_pack, require_tool, NpmRegistry, NpmTarball};
+use pkgseed_e2e::{
+    dial_addr, helia_fetch, js_importer_installed, js_unixfs_cids, poll, raw_sha256_cid,
+    sha256_hex, status, wait_first_scan, Daemon, HeliaFetch, TestEnv,
+};
+use serde_json::Value;
+
+fn ls(env: &TestEnv) -> Vec<Value> {
+    match env.pkgseed_json(&["ls", "--json"]) {
+        Value::Array(v) => v.into_iter().filter(|e| e["ecosystem"] == "npm").collect(),
+        other => panic!("`ls --json` printed no array: {other:#}"),
+    }
+}
+
+fn names(ls: &[Value]) -> BTreeSet<String> {
+    ls.iter()
+        .map(|e| {
+            format!(
+                "{}@{}",
+                e["name"].as_str().unwrap_or("?"),
+                e["version"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+#[track_caller]
+fn wait_ls(env: &TestEnv, want: &[&str], what: &str) -> Vec<Value> {
+    let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+    let mut last = Vec::new();
+    poll(Duration::from_secs(20), Duration::from_millis(200), || {
+        last = ls(env);
+        (names(&last) == want).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{what}: ls --json never listed exactly {want:?}; last: {last:#?}"));
+    last
+}
+
+fn origin<'a>(st: &'a Value, id: &str) -> Option<&'a Value> {
+    st["origins"]
+        .as_array()?
+        .iter()
+        .find(|o| o["origin"].as_str() == Some(id) && o["ecosystem"] == "npm")
+}
+
+#[test]
+fn npm_cache_is_seeded_public_only() {
+    let npm_version = require_tool("npm", &[]);
+    eprintln!("npm {npm_version}");
+    assert!(
+        js_importer_installed(),
+        "tests/js/node_modules is missing: run scripts/setup.sh (the JS reference importer and Helia are required)"
+    );
+    let env = TestEnv::new("npm");
+    let server = StaticServer::start();
+    let mut public = NpmRegistry::new(&server, "public");
+    let mut private = NpmRegistry::new(&server, "private");
+    let packs = env.work.join("packs");
+    let small = npm_pack(&packs, "seed-small", "1.0.0", b"small payload\n");
+    // > 1 MiB and <= 2 MiB: several chunks (root CID != checksum CID) and still a checksum CID.
+    let big = npm_pack(&packs, "seed-big", "2.1.0", &noise(1_400_000, 7));
+    let late = npm_pack(
+        &packs,
+        "seed-late",
+        "0.3.0",
+        b"added while the daemon runs\n",
+    );
+    let secret = npm_pack(&packs, "@acme/widget", "1.0.0", b"private payload\n");
+    let local = npm_pack(&packs, "local-thing", "0.0.1", b"local build\n");
+    assert!(
+        big.bytes.len() > 1024 * 1024 && big.bytes.len() <= 2 * 1024 * 1024,
+        "big tarball is {} bytes",
+        big.bytes.len()
+    );
+    for t in [&small, &big, &late] {
+        public.publish(t);
+    }
+    private.publish(&secret);
+
+    let cache = env.root_path.join("npm-cache");
+    std::fs::write(
+        env.home.join(".npmrc"),
+        format!(
+            "cache={}\n@acme:registry={}\nupdate-notifier=false\naudit=false\nfund=false\n",
+            cache.display(),
+            private.url()
+        ),
+    )
+    .unwrap();
+    env.write_pkgseed_config(&[&public.url()], &[]);
+
+    // Fill the cache with the real npm before the daemon starts.
+    let project = env.work.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("package.json"),
+        r#"{"name":"consumer","version":"1.0.0","private":true,"dependencies":{"seed-small":"1.0.0","seed-big":"2.1.0","@acme/widget":"1.0.0"}}"#,
+    )
+    .unwrap();
+    let registry_flag = format!("--registry={}", public.url());
+    client(
+        "npm",
+        &env.home,
+        &project,
+        &["install", "--ignore-scripts", &registry_flag],
+        &[],
+    )
+    .expect_success("npm install");
+    let local_tgz = packs.join("local-thing.tgz");
+    std::fs::write(&local_tgz, &local.bytes).unwrap();
+    client(
+        "npm",
+        &env.home,
+        &project,
+        &["cache", "add", local_tgz.to_str().unwrap()],
+        &[],
+    )
+    .expect_success("npm cache add ./local-thing.tgz");
+    for t in [&small, &big, &secret, &local] {
+        let path = t.cacache_path(&cache);
+        assert_eq!(
+            std::fs::read(&path).ok().as_deref(),
+            Some(&t.bytes[..]),
+            "npm did not cache {} at {}",
+            t.name,
+            path.display()
+        );
+    }
+
+    let _daemon = Daemon::start(&env, "npm");
+    wait_first_scan(&env, Duration::from_secs(60));
+    let listed = wait_ls(
+        &env,
+        &["seed-small@1.0.0", "seed-big@2.1.0"],
+        "after the first scan",
+    );
+
+    // ls: identity, checksum, origin, and CIDs equal to the JS reference importer's.
+    let paths: Vec<std::path::PathBuf> = [&small, &big]
+        .iter()
+        .map(|t| t.cacache_path(&cache))
+        .collect();
+    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    let reference = js_unixfs_cids("unixfs-v1-2025", &refs);
+    for ((t, path), cid) in [&small, &big].iter().zip(&paths).zip(&reference) {
+        let e = listed
+            .iter()
+            .find(|e| e["name"] == t.name.as_str())
+            .unwrap();
+        assert_eq!(
+            e["path"].as_str().map(Path::new),
+            Some(path.as_path()),
+            "{e}"
+        );
+        assert_eq!(e["origin"].as_str(), Some(public.url().as_str()), "{e}");
+        assert_eq!(
+            e["registry_checksum"].as_str(),
+            Some(format!("sha512:{}", t.sha512_hex()).as_str()),
+            "{e}"
+        );
+        assert_eq!(e["size"].as_u64(), Some(t.bytes.len() as u64), "{e}");
+        assert_eq!(
+            e["cid"].as_str(),
+            Some(cid.as_str()),
+            "root CID differs from ipfs-unixfs-importer: {e}"
+        );
+        assert_eq!(
+            e["checksum_cid"].as_str(),
+            Some(t.checksum_cid().as_str()),
+            "{e}"
+        );
+    }
+
+    // status: the public origin, the private scope registry and the local tarball.
+    let st = status(&env);
+    let o = origin(&st, &public.url()).unwrap_or_else(|| panic!("public origin missing: {st:#}"));
+    assert_eq!(
+        (o["provenance"].as_str(), o["artifacts"].as_u64()),
+        (Some("public"), Some(2)),
+        "{o}"
+    );
+    let o = origin(&st, &private.url())
+        .unwrap_or_else(|| panic!("private scope registry missing: {st:#}"));
+    assert_eq!(o["provenance"], "private", "{o}");
+    let o = origin(&st, "file:").unwrap_or_else(|| panic!("local tarball origin missing: {st:#}"));
+    assert_eq!(o["provenance"], "private", "{o}");
+
+    // A tarball cached while the daemon runs is seeded by the watcher.
+    client(
+        "npm",
+        &env.home,
+        &project,
+        &["cache", "add", "seed-late@0.3.0", &registry_flag],
+        &[],
+    )
+    .expect_success("npm cache add seed-late");
+    wait_ls(
+        &env,
+        &["seed-small@1.0.0", "seed-big@2.1.0", "seed-late@0.3.0"],
+        "after npm cache add",
+    );
+
+    // A partial download is never seeded: cacache's staging file, and a blob whose index entry was never written.
+    let partial = npm_pack(&packs, "seed-partial", "1.0.0", &noise(200_000, 9));
+    let tmp = cache.join("_cacache/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(
+        tmp.join("5e3d2a1f"),
+        &partial.bytes[..partial.bytes.len() / 2],
+    )
+    .unwrap();
+    let orphan = partial.cacache_path(&cache);
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, &partial.bytes).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        names(&ls(&env)),
+        ["seed-small@1.0.0", "seed-big@2.1.0", "seed-late@0.3.0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        "a partial download was seeded"
+    );
+
+    // Helia: public by root and checksum CID; the private and local tarballs are not obtainable.
+    let peer = dial_addr(&status(&env));
+    let mut want: Vec<(String, &NpmTarball)> = Vec::new();
+    for (t, cid) in [&small, &big].into_iter().zip(&reference) {
+        want.push((cid.clone(), t));
+        want.push((t.checksum_cid(), t));
+    }
+    // Both CIDs of the private and the local tarball (each < 1 MiB: its root CID is the raw sha256 CID).
+    let missing = vec![
+        secret.checksum_cid(),
+        raw_sha256_cid(&sha256_hex(&secret.bytes)),
+        local.checksum_cid(),
+        raw_sha256_cid(&sha256_hex(&local.bytes)),
+    ];
+    let out_dir = env.work.join("helia");
+    let r = helia_fetch(&HeliaFetch {
+        peer,
+        cids: want.iter().map(|(c, _)| c.clone()).collect(),
+        expect_missing: missing.clone(),
+        out_dir: out_dir.clone(),
+        timeout_seconds: Some(30),
+        missing_seconds: Some(3),
+        ..Default::default()
+    });
+    for (cid, t) in &want {
+        let line = r
+            .line(cid)
+            .unwrap_or_else(|| panic!("no Helia line for {cid}\n{}", r.output.describe()));
+        assert_eq!(line["ok"], true, "{cid}: {line}\n{}", r.output.describe());
+        assert_eq!(
+            line["sha256"].as_str(),
+            Some(sha256_hex(&t.bytes).as_str()),
+            "{cid}: {line}"
+        );
+        assert!(
+            std::fs::read(out_dir.join(cid)).unwrap() == t.bytes,
+            "{cid}: bytes differ"
+        );
+    }
+    for cid in &missing {
+        let line = r
+            .line(cid)
+            .unwrap_or_else(|| panic!("no Helia line for {cid}\n{}", r.output.describe()));
+        assert_eq!(
+            line["missing"], true,
+            "{cid} must not be obtainable: {line}"
+        );
+    }
+    assert!(r.success(), "Helia run failed\n{}", r.output.describe());
+
+    // npm's own clean-up withdraws everything.
+    client(
+        "npm",
+        &env.home,
+        &project,
+        &["cache", "clean", "--force"],
+        &[],
+    )
+    .expect_success("npm cache clean --force");
+    assert!(
+        !cache.join("_cacache").exists(),
+        "npm cache clean left _cacache"
+    );
+    wait_ls(&env, &[], "after npm cache clean --force");
+
+    // The cache comes back after the clean-up and is watched again.
+    client(
+        "npm",
+        &env.home,
+        &project,
+        &["cache", "add", "seed-late@0.3.0", &registry_flag],
+        &[],
+    )
+    .expect_success("npm cache add seed-late after the clean-up");
+    wait_ls(
+        &env,
+        &["seed-late@0.3.0"],
+        "after npm cache add following the clean-up",
+    );
+}
