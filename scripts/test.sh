@@ -7,6 +7,6 @@ scripts/setup.sh
 # One debug build of the whole workspace; the e2e tests run the binary it produces.
 cargo build --workspace --all-targets
 export PKGSEED_BIN="$PWD/target/debug/pkgseed"
-cargo test --workspace -- --test-threads=2
+cargo test --workspace --no-fail-fast -- --test-threads=2
 # The desktop app in real windows (Xvfb, tauri-driver, the tray over D-Bus, keyring, screenshots), reusing the build above.
 PKGSEED_DESKTOP_BIN="$PWD/target/debug/pkgseed-desktop" tests/desktop/run.sh

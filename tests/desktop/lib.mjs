@@ -21,7 +21,11 @@ export function makeHome(name) {
   const home = mkdtempSync(path.join(tmpdir(), `pkgseed-desktop-${name}-`));
   const configDir = path.join(home, '.config/pkgseed');
   mkdirSync(configDir, { recursive: true });
-  writeFileSync(path.join(configDir, 'config.toml'), 'network = "local"\n');
+  // System-wide caches (apt's archives, the system gem dir) are off: a test must not seed the machine's own caches.
+  writeFileSync(
+    path.join(configDir, 'config.toml'),
+    'network = "local"\n[ecosystems.apt]\nenabled = false\n[ecosystems.rubygems]\nenabled = false\n',
+  );
   const env = {
     // A clean environment: no cache variables of the developer's (CARGO_HOME, npm_config_cache, …) leak in.
     PATH: process.env.PATH,
