@@ -858,8 +858,9 @@ fn load_fifty_concurrent_peers() {
     let total = peers + peers * per_peer - 1;
     // A peer whose first want was lost spends its whole timeout on it, so its next fetch aborts at once: the
     // same lost want, not a second fault.
-    let only_lost_wants =
-        failed.iter().all(|f| f.contains("Failed to load block") || f.contains("aborted due to timeout"));
+    let only_lost_wants = failed
+        .iter()
+        .all(|f| f.contains("Failed to load block") || f.contains("aborted due to timeout"));
     if strict || !only_lost_wants || failed.len() * 5 > total {
         assert!(
             failed.is_empty() && out.success(),
