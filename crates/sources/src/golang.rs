@@ -19,7 +19,6 @@
 //! * Eviction: `go clean -modcache` only; the watcher sees the deletes under the root.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -341,20 +340,6 @@ pub fn parse_sumdb_lookup(record: &str, module: &str, version: &str) -> Option<[
     })
 }
 
-fn read_small(path: &Path, max: u64) -> Option<Vec<u8>> {
-    let meta = fs::symlink_metadata(path).ok()?;
-    if !meta.file_type().is_file() || meta.len() > max {
-        return None;
-    }
-    let mut bytes = Vec::new();
-    fs::File::open(path)
-        .ok()?
-        .take(max)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    Some(bytes)
-}
-
 impl GoSource {
     pub fn new(modcache: PathBuf, settings: GoSettings, marks: OriginMarks) -> GoSource {
         let download_root = modcache.join("cache").join("download");
@@ -442,7 +427,7 @@ impl GoSource {
             .join(sumdb)
             .join("lookup")
             .join(format!("{esc_module}@{esc_version}"));
-        match read_small(&lookup, 1 << 20).map(|b| String::from_utf8_lossy(&b).into_owned()) {
+        match crate::sidefile::read_regular_file(&lookup, 1 << 20).ok().map(|b| String::from_utf8_lossy(&b).into_owned()) {
             Some(record) => match parse_sumdb_lookup(&record, module, version) {
                 Some(sum) if &sum == h1 => Provenance::Public {
                     evidence: format!("h1 equals the cached lookup record of Go's default checksum database {sumdb}"),
@@ -497,12 +482,14 @@ impl CacheSource for GoSource {
             return Err(NotAnArtifact::Empty);
         }
         let ziphash_path = path.with_file_name(format!("{esc_version}.ziphash"));
-        let h1 = read_small(&ziphash_path, 4096)
+        let h1 = crate::sidefile::read_regular_file(&ziphash_path, 4096)
+            .ok()
             .and_then(|b| parse_h1(&String::from_utf8_lossy(&b)))
             .ok_or_else(|| {
                 NotAnArtifact::NoChecksum(format!("{module}@{version} (no valid .ziphash)"))
             })?;
-        let zip = read_small(path, MAX_MODULE_ZIP_BYTES)
+        let zip = crate::sidefile::read_regular_file(path, MAX_MODULE_ZIP_BYTES)
+            .ok()
             .ok_or_else(|| NotAnArtifact::Unreadable(shown()))?;
         let contents_h1 =
             zip_h1(&zip).map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
