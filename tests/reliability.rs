@@ -646,8 +646,14 @@ fn control_surface_and_secrets() {
         "with the dirs open, the socket's 0600 mode did not refuse another user: {other:?}"
     );
 
-    // Listeners: only the libp2p ones from `status`, on loopback.
-    let ports: Vec<u16> = status["listen_addrs"]
+    // Listeners: only the libp2p ones from `status` and the local gateway (tests/gateway.rs covers what it serves),
+    // all on 127.0.0.1.
+    let gateway_port: u16 = status["gateway"]["listen_addr"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("127.0.0.1:"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no 127.0.0.1 gateway in status: {:#}", status["gateway"]));
+    let mut ports: Vec<u16> = status["listen_addrs"]
         .as_array()
         .unwrap()
         .iter()
@@ -661,6 +667,7 @@ fn control_surface_and_secrets() {
                 .ok()
         })
         .collect();
+    ports.push(gateway_port);
     let sockets = faults::process_sockets(d.pid());
     eprintln!("daemon sockets: {sockets:?}");
     for (proto, addr, port, state) in &sockets {
@@ -672,8 +679,16 @@ fn control_surface_and_secrets() {
         }
     }
     assert!(
-        sockets.iter().any(|s| s.3 == "LISTEN"),
+        sockets
+            .iter()
+            .any(|s| s.3 == "LISTEN" && s.2 != gateway_port),
         "no libp2p listener found in /proc/net/tcp"
+    );
+    assert!(
+        sockets
+            .iter()
+            .any(|s| s.3 == "LISTEN" && s.2 == gateway_port),
+        "no gateway listener found in /proc/net/tcp"
     );
 
     // Secrets: the key file is 0600, and its secret is nowhere else.

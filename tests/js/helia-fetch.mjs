@@ -14,14 +14,8 @@
 // libp2p: TCP + noise + yamux + identify + ping, listening on 127.0.0.1 only; no bootstrap, no mDNS, no DHT, no HTTP
 // gateways or delegated routing. Exit status 0 only if every assertion held.
 
-// Helia 7 needs Promise.withResolvers (Node 22+); Node 20 gets this polyfill before any import is evaluated.
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers () {
-    let resolve, reject
-    const promise = new this((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
+// First: the Node 20 polyfill Helia 7 needs, and the UnixFS walk shared with gateway-fetch.mjs.
+import { readUnixfsFile } from './unixfs-walk.mjs'
 
 const { createHash } = await import('node:crypto')
 const fs = await import('node:fs/promises')
@@ -38,8 +32,6 @@ const { multiaddr } = await import('@multiformats/multiaddr')
 const { CID } = await import('multiformats/cid')
 // sha2-512 checksum CIDs (NuGet/npm integrity) need a hasher the light Helia does not configure by default.
 const { sha512 } = await import('multiformats/hashes/sha2')
-const dagPb = await import('@ipld/dag-pb')
-const { UnixFS } = await import('ipfs-unixfs')
 
 function parseArgs (argv) {
   const opts = { cids: [], missing: [], outDir: null, peer: null, idle: 0, timeout: 60, missingSeconds: 5, parallel: false, allowFailures: false }
@@ -67,9 +59,6 @@ function parseArgs (argv) {
   return opts
 }
 
-const RAW = 0x55
-const DAG_PB = 0x70
-
 async function getBlock (helia, cid, signal) {
   const chunks = []
   for await (const chunk of helia.blockstore.get(cid, { signal })) {
@@ -78,23 +67,9 @@ async function getBlock (helia, cid, signal) {
   return Buffer.concat(chunks.map(c => (c instanceof Uint8Array ? c : c.subarray())))
 }
 
-// Depth-first walk of a UnixFS file: raw leaves, dag-pb nodes with inline data and/or links.
+// Depth-first walk of a UnixFS file, every block fetched (and verified) by Helia.
 async function readFile (helia, cid, signal, sink) {
-  const block = await getBlock(helia, cid, signal)
-  if (cid.code === RAW) {
-    sink(block)
-    return
-  }
-  if (cid.code !== DAG_PB) throw new Error(`unsupported codec 0x${cid.code.toString(16)} for ${cid}`)
-  const node = dagPb.decode(block)
-  if (node.Data != null) {
-    const fsNode = UnixFS.unmarshal(node.Data)
-    if (fsNode.type !== 'file' && fsNode.type !== 'raw') throw new Error(`${cid} is a UnixFS ${fsNode.type}, not a file`)
-    if (fsNode.data != null && fsNode.data.length > 0) sink(fsNode.data)
-  }
-  for (const link of node.Links) {
-    await readFile(helia, link.Hash, signal, sink)
-  }
+  await readUnixfsFile((c) => getBlock(helia, c, signal), cid, sink)
 }
 
 const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))

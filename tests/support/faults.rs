@@ -459,7 +459,7 @@ pub struct RawDaemon {
 }
 
 impl RawDaemon {
-    /// `pkgseed daemon --network local --listen /ip4/127.0.0.1/tcp/0` with `extra_env`, logs appended to
+    /// `pkgseed daemon` with [`crate::TEST_DAEMON_ARGS`] and `extra_env`, logs appended to
     /// `<logs>/<label>.std{out,err}.log`.
     pub fn spawn(env: &crate::TestEnv, label: &str, extra_env: &[(&str, &str)]) -> RawDaemon {
         let stdout_path = env.logs.join(format!("{label}.stdout.log"));
@@ -472,16 +472,10 @@ impl RawDaemon {
                 .unwrap()
         };
         let mut cmd = env.pkgseed();
-        cmd.args([
-            "daemon",
-            "--network",
-            "local",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(open(&stdout_path))
-        .stderr(open(&stderr_path));
+        cmd.args(crate::TEST_DAEMON_ARGS)
+            .stdin(Stdio::null())
+            .stdout(open(&stdout_path))
+            .stderr(open(&stderr_path));
         for (k, v) in extra_env {
             cmd.env(k, v);
         }

@@ -299,25 +299,31 @@ pub struct Daemon {
     logs_shown: bool,
 }
 
+/// The arguments every test daemon runs with: loopback only, and the local gateway on a free port.
+pub const TEST_DAEMON_ARGS: [&str; 7] = [
+    "daemon",
+    "--network",
+    "local",
+    "--listen",
+    "/ip4/127.0.0.1/tcp/0",
+    "--gateway-listen",
+    "127.0.0.1:0",
+];
+
 /// How long a daemon may take to answer `status` after it was started.
 pub const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Daemon {
-    /// `pkgseed daemon --network local --listen /ip4/127.0.0.1/tcp/0`, then wait until `status --json` answers.
+    /// `pkgseed daemon --network local --listen /ip4/127.0.0.1/tcp/0 --gateway-listen 127.0.0.1:0`, then wait until
+    /// `status --json` answers. (The gateway's default fixed port would make parallel test daemons race for it.)
     pub fn start(env: &TestEnv, label: &str) -> Daemon {
         let stdout_path = env.logs.join(format!("{label}.stdout.log"));
         let stderr_path = env.logs.join(format!("{label}.stderr.log"));
         let mut cmd = env.pkgseed();
-        cmd.args([
-            "daemon",
-            "--network",
-            "local",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(File::create(&stdout_path).unwrap())
-        .stderr(File::create(&stderr_path).unwrap());
+        cmd.args(TEST_DAEMON_ARGS)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout_path).unwrap())
+            .stderr(File::create(&stderr_path).unwrap());
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", proc::cmdline(&cmd)));

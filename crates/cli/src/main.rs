@@ -43,6 +43,10 @@ enum Command {
         /// A multiaddr to listen on (repeatable); default: the network profile's.
         #[arg(long = "listen", value_name = "MULTIADDR")]
         listen: Vec<String>,
+        /// The local trustless gateway's loopback `IP:PORT` (port 0: any free port; "": off); default: the config's
+        /// `gateway_listen_addr`.
+        #[arg(long = "gateway-listen", value_name = "IP:PORT")]
+        gateway_listen: Option<String>,
     },
     /// Show the running daemon's status.
     Status {
@@ -144,7 +148,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Daemon { network, listen } => daemon(network, listen).await,
+        Command::Daemon {
+            network,
+            listen,
+            gateway_listen,
+        } => daemon(network, listen, gateway_listen).await,
         Command::Status { json } => {
             let value = ask(ControlRequest::Status).await?;
             if json {
@@ -283,7 +291,11 @@ async fn ask(request: ControlRequest) -> Result<serde_json::Value> {
     Ok(control::request(&dirs.control_socket_path(), &request).await?)
 }
 
-async fn daemon(network: Option<String>, listen: Vec<String>) -> Result<()> {
+async fn daemon(
+    network: Option<String>,
+    listen: Vec<String>,
+    gateway_listen: Option<String>,
+) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PKGSEED_LOG")
@@ -294,6 +306,7 @@ async fn daemon(network: Option<String>, listen: Vec<String>) -> Result<()> {
     let mut options = EngineOptions::from_env()?;
     options.network_override = network;
     options.listen_override = listen;
+    options.gateway_listen_override = gateway_listen;
     let socket_path = options.dirs.control_socket_path();
     let engine = Engine::start(options).await?;
     let control_task = control::serve(engine.clone(), &socket_path).await?;
@@ -327,6 +340,11 @@ fn print_status(status: &Status) {
     out!("network:   {}", status.network);
     for addr in &status.listen_addrs {
         out!("listening: {addr}");
+    }
+    match (&status.gateway.listen_addr, &status.gateway.error) {
+        (Some(addr), _) => out!("gateway:   http://{addr}/ipfs/{{cid}}?format=raw|car"),
+        (None, Some(err)) => out!("gateway:   off ({err})"),
+        (None, None) => out!("gateway:   off"),
     }
     match (&status.pause_reason, status.paused) {
         (Some(reason), true) => out!("state:     paused ({reason})"),

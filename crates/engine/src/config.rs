@@ -19,6 +19,9 @@ pub struct Config {
     pub network: String,
     /// Multiaddrs to listen on; empty means the network profile's defaults.
     pub listen_addrs: Vec<String>,
+    /// The local trustless gateway's `IP:port`: loopback only (anything else is refused); `""` turns it off; port 0
+    /// picks a free port (`pkgseed status` shows the bound address). Applies at the next start.
+    pub gateway_listen_addr: String,
     /// The CID profile root CIDs are computed with: `unixfs-v1-2025` or `unixfs-v0-2015`.
     pub cid_profile: String,
     pub origins: OriginsConfig,
@@ -170,6 +173,7 @@ impl Default for Config {
             version: CONFIG_VERSION,
             network: "public".into(),
             listen_addrs: Vec::new(),
+            gateway_listen_addr: crate::gateway::DEFAULT_GATEWAY_LISTEN_ADDR.into(),
             cid_profile: pkgseed_unixfs::Profile::UnixfsV1_2025.name().into(),
             origins: OriginsConfig::default(),
             ecosystems: BTreeMap::new(),
@@ -234,6 +238,7 @@ impl Config {
             addr.parse::<pkgseed_node::Multiaddr>()
                 .map_err(|err| format!("listen_addrs: {addr:?} is not a multiaddr: {err}"))?;
         }
+        crate::gateway::parse_gateway_listen_addr(&self.gateway_listen_addr)?;
         if let Some(unknown) = self
             .ecosystems
             .keys()
@@ -305,6 +310,15 @@ mod tests {
         let both = "[origins]\npublic = [\"o\"]\nprivate = [\"o\"]";
         assert!(Config::parse(both).unwrap_err().contains("both"));
         assert!(Config::parse("version = 99").unwrap_err().contains("newer"));
+        assert!(Config::parse("gateway_listen_addr = \"0.0.0.0:7780\"")
+            .unwrap_err()
+            .contains("gateway_listen_addr"));
+        assert_eq!(
+            Config::parse("gateway_listen_addr = \"\"")
+                .unwrap()
+                .gateway_listen_addr,
+            ""
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct EngineOptions {
     pub dirs: EngineDirs,
     pub network_override: Option<String>,
     pub listen_override: Vec<String>,
+    /// The local gateway's `IP:port` instead of the config's (`--gateway-listen`); `""` turns it off.
+    pub gateway_listen_override: Option<String>,
     /// The environment cache sources are found from (each package manager's own variables and the home dir).
     pub source_env: SourceEnv,
 }
@@ -36,6 +38,7 @@ impl EngineOptions {
             dirs: EngineDirs::from_env()?,
             network_override: None,
             listen_override: Vec::new(),
+            gateway_listen_override: None,
             source_env: SourceEnv::from_process(),
         })
     }
@@ -110,6 +113,7 @@ pub struct Engine {
     shared: Arc<Shared>,
     stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    gateway: Arc<crate::gateway::GatewayState>,
 }
 
 const PAUSE_STATE_FILE: &str = "paused";
@@ -146,6 +150,13 @@ impl Engine {
         } else {
             options.listen_override
         };
+        let gateway_addr = crate::gateway::parse_gateway_listen_addr(
+            options
+                .gateway_listen_override
+                .as_deref()
+                .unwrap_or(&config.gateway_listen_addr),
+        )
+        .map_err(EngineError::config)?;
         let mut listen_addrs = Vec::new();
         for addr in &listen_strings {
             listen_addrs.push(addr.parse().map_err(|err| {
@@ -173,7 +184,7 @@ impl Engine {
                 listen_addrs,
                 keypair,
             },
-            store,
+            store.clone(),
         )
         .await?;
         let paused = dirs.data_dir.join(PAUSE_STATE_FILE).exists();
@@ -227,11 +238,31 @@ impl Engine {
             shared.clone(),
             crate::power::system_monitor(),
         )));
+        // The local gateway answers from the same store as bitswap. A port that is taken does not stop seeding.
+        let gateway = Arc::new(crate::gateway::GatewayState::default());
+        if let Some(addr) = gateway_addr {
+            let node = shared.node.clone();
+            let source = crate::gateway::GatewaySource {
+                blocks: store,
+                paused: Box::new(move || node.is_paused()),
+            };
+            match crate::gateway::start(addr, source, gateway.clone()).await {
+                Ok((bound, task)) => {
+                    tracing::info!(%bound, "local trustless gateway listening");
+                    tasks.push(task);
+                }
+                Err(err) => {
+                    tracing::warn!("the local gateway is off: {err}");
+                    gateway.set_error(err);
+                }
+            }
+        }
         let _ = shared.work.send(Work::Scan);
         Ok(Engine {
             shared,
             stop: Arc::new(Mutex::new(Some(stop_tx))),
             tasks: Arc::new(Mutex::new(tasks)),
+            gateway,
         })
     }
 
@@ -318,6 +349,7 @@ impl Engine {
             rescan_only_roots: shared.rescan_only_roots.lock().unwrap().clone(),
             restart_required: shared.restart_required.load(Ordering::SeqCst),
             limits: limits_status,
+            gateway: self.gateway.status(),
         }
     }
 
@@ -371,7 +403,10 @@ impl Engine {
             // Caps and pause apply at once, without dropping connections.
             crate::limits::apply(&self.shared, self.shared.clock.now());
         }
-        if old.network != new.network || old.listen_addrs != new.listen_addrs {
+        if old.network != new.network
+            || old.listen_addrs != new.listen_addrs
+            || old.gateway_listen_addr != new.gateway_listen_addr
+        {
             self.shared.restart_required.store(true, Ordering::SeqCst);
         }
         if old.origins != new.origins

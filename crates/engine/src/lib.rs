@@ -8,6 +8,7 @@ mod dirs;
 mod engine;
 pub mod error;
 mod fs_util;
+mod gateway;
 mod indexer;
 pub mod limits;
 pub mod power;
@@ -23,8 +24,10 @@ pub use config::{
 pub use dirs::EngineDirs;
 pub use engine::{Engine, EngineOptions};
 pub use error::EngineError;
+pub use gateway::{parse_gateway_listen_addr, DEFAULT_GATEWAY_LISTEN_ADDR};
 pub use status::{
-    ArtifactView, EcosystemCounts, EngineEvent, LimitsStatus, OriginStatus, ScanProgress, Status,
+    ArtifactView, EcosystemCounts, EngineEvent, GatewayStatus, LimitsStatus, OriginStatus,
+    ScanProgress, Status,
 };
 
 use pkgseed_sources::{CacheSource, OriginMarks, SourceEnv};

@@ -66,6 +66,21 @@ pub struct Status {
     pub restart_required: bool,
     /// Caps in force, traffic counters, the month's upload, power state and disk use.
     pub limits: LimitsStatus,
+    /// The local trustless gateway.
+    #[serde(default)]
+    pub gateway: GatewayStatus,
+}
+
+/// The local trustless gateway (`pkgseed status --json` → `gateway`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayStatus {
+    /// The bound `IP:port` (always loopback); `None` when the gateway is off or could not listen.
+    pub listen_addr: Option<String>,
+    /// Why it is not listening (e.g. the port is taken); the daemon runs on without it.
+    pub error: Option<String>,
+    /// HTTP requests answered and bytes written (heads and bodies) since start.
+    pub requests: u64,
+    pub bytes_sent: u64,
 }
 
 /// The limits as the engine applies them now (`pkgseed status --json` → `limits`).

@@ -292,6 +292,11 @@ pub fn pb_leaf_block(file_bytes: &[u8]) -> Vec<u8> {
     block
 }
 
+/// The child CIDs of a dag-pb node in link order (what a DAG walk follows); an error for a malformed node.
+pub fn dag_pb_links(block: &[u8]) -> Result<Vec<Cid>, String> {
+    protobuf::dag_pb_links(block)
+}
+
 /// True when `bytes` hash to the multihash inside `cid` (sha2-256 or sha2-512); false for any other hash function.
 pub fn block_matches_cid(cid: &Cid, bytes: &[u8]) -> bool {
     let expected_digest = cid.hash().digest();

@@ -109,6 +109,66 @@ pub(crate) fn pb_leaf_framing(chunk_len: u64) -> (Vec<u8>, Vec<u8>) {
     (prefix, suffix)
 }
 
+/// Reads a protobuf base-128 varint at the start of `bytes`: `(value, rest)`.
+fn read_varint(bytes: &[u8]) -> Result<(u64, &[u8]), String> {
+    let mut value: u64 = 0;
+    for (i, byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok((value, &bytes[i + 1..]));
+        }
+    }
+    Err("truncated or overlong varint".into())
+}
+
+/// One protobuf field split off a message: (field number, length-delimited body if any, the rest of the message).
+type Field<'a> = (u64, Option<&'a [u8]>, &'a [u8]);
+
+/// Splits one protobuf field off `bytes`. Varint fields are skipped (no body); the fixed-width and group wire types
+/// never occur in dag-pb and are refused.
+fn next_field(bytes: &[u8]) -> Result<Field<'_>, String> {
+    let (key, rest) = read_varint(bytes)?;
+    match key & 7 {
+        0 => Ok((key >> 3, None, read_varint(rest)?.1)),
+        2 => {
+            let (len, rest) = read_varint(rest)?;
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|len| *len <= rest.len())
+                .ok_or_else(|| format!("field of {len} bytes runs past the end of the node"))?;
+            let (body, rest) = rest.split_at(len);
+            Ok((key >> 3, Some(body), rest))
+        }
+        wire => Err(format!("unsupported protobuf wire type {wire}")),
+    }
+}
+
+/// The child CIDs of a dag-pb node, in link order (`PBNode.Links[].Hash`). Names, sizes and the UnixFS data are
+/// skipped; a malformed node is an error, never a guess.
+pub(crate) fn dag_pb_links(block: &[u8]) -> Result<Vec<Cid>, String> {
+    let mut links = Vec::new();
+    let mut rest = block;
+    while !rest.is_empty() {
+        let (field, body, after) = next_field(rest)?;
+        rest = after;
+        if field != 2 {
+            continue;
+        }
+        let mut link = body.ok_or("a dag-pb link is not length-delimited")?;
+        let mut hash = None;
+        while !link.is_empty() {
+            let (field, body, after) = next_field(link)?;
+            link = after;
+            if field == 1 {
+                let bytes = body.ok_or("a dag-pb link hash is not length-delimited")?;
+                hash = Some(Cid::try_from(bytes).map_err(|e| format!("bad link CID: {e}"))?);
+            }
+        }
+        links.push(hash.ok_or("a dag-pb link has no hash")?);
+    }
+    Ok(links)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +202,29 @@ mod tests {
         let block = [prefix, suffix].concat();
         // PBNode{Data: UnixFS{Type: File, filesize: 0}} — the block behind QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH.
         assert_eq!(block, [0x0a, 0x04, 0x08, 0x02, 0x18, 0x00]);
+    }
+
+    #[test]
+    fn dag_pb_links_reads_back_the_links_of_an_interior_node() {
+        let children: Vec<ChildLink> = (0..3u8)
+            .map(|i| ChildLink {
+                cid: crate::checksum_cid(crate::DigestAlgo::Sha256, &[i; 32]).unwrap(),
+                tsize_bytes: 1 << 20,
+                file_bytes: 1 << 20,
+            })
+            .collect();
+        let node = encode_interior_node(&children);
+        let links = dag_pb_links(&node).unwrap();
+        assert_eq!(
+            links,
+            children.iter().map(|c| c.cid).collect::<Vec<_>>(),
+            "links in order"
+        );
+        // A leaf has no links; truncated or garbage nodes are errors.
+        assert!(dag_pb_links(&crate::pb_leaf_block(b"abc"))
+            .unwrap()
+            .is_empty());
+        assert!(dag_pb_links(&node[..node.len() - 3]).is_err());
+        assert!(dag_pb_links(&[0x12, 0x05, 0x0a, 0x03, 1, 2, 3]).is_err());
     }
 }
