@@ -38,6 +38,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deeper than any UnixFS file DAG we build (a balanced tree of width ≥ 174 reaches petabytes in 6 levels).
 const MAX_DAG_DEPTH: usize = 32;
+/// After an error answer that closes the connection, unread request bytes are read and dropped for at most this
+/// long and this much, so the close is orderly.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+const LINGER_MAX_BYTES: usize = 64 * 1024;
 /// What a paused gateway suggests as the wait before trying again.
 const PAUSED_RETRY_AFTER_SECS: u64 = 60;
 /// Write buffer of a response; a block larger than this is written straight through.
@@ -253,39 +257,53 @@ impl Gateway {
         let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
         let mut buf: Vec<u8> = Vec::with_capacity(1024);
         loop {
-            let head = match read_head(&mut reader, &mut buf).await {
+            let (status, message) = match read_head(&mut reader, &mut buf).await {
                 HeadRead::Closed => return,
-                HeadRead::Bad(status, message) => {
-                    let _ = self
-                        .write_reply(&mut writer, Framing::default(), text(status, message))
-                        .await;
-                    return;
-                }
-                HeadRead::Complete(request, used) => {
+                HeadRead::Bad(status, message) => (status, message),
+                HeadRead::Complete(head, used) => {
                     buf.drain(..used);
-                    request
+                    self.state.requests.fetch_add(1, Ordering::Relaxed);
+                    match head {
+                        Ok(request) => {
+                            if self.answer(&mut writer, request).await {
+                                continue;
+                            }
+                            return;
+                        }
+                        Err(refused) => refused,
+                    }
                 }
             };
-            self.state.requests.fetch_add(1, Ordering::Relaxed);
-            let request = match head {
-                Ok(request) => request,
-                Err((status, message)) => {
-                    let _ = self
-                        .write_reply(&mut writer, Framing::default(), text(status, message))
-                        .await;
-                    return;
+            // A request that cannot be served as asked: answer, then close without resetting the connection
+            // (unread request bytes would make the kernel send a reset that can destroy the answer in flight).
+            let closing = self
+                .write_reply(&mut writer, Framing::default(), text(status, message))
+                .await;
+            if closing.is_ok() && writer.shutdown().await.is_ok() {
+                let mut discard = [0u8; 4096];
+                let deadline = Instant::now() + LINGER_TIMEOUT;
+                let mut drained_bytes = 0;
+                while drained_bytes < LINGER_MAX_BYTES {
+                    match tokio::time::timeout_at(deadline, reader.read(&mut discard)).await {
+                        Ok(Ok(n)) if n > 0 => drained_bytes += n,
+                        _ => break,
+                    }
                 }
-            };
-            let reply = self.decide(&request).await;
-            match self.write_reply(&mut writer, request.framing, reply).await {
-                Ok(()) if request.framing.keep_alive => continue,
-                Ok(()) => return,
-                Err(StreamError::Io(err)) => {
-                    tracing::debug!(%err, "gateway client connection ended");
-                    return;
-                }
-                Err(StreamError::Refused(_)) => return,
             }
+            return;
+        }
+    }
+
+    /// Serves one parsed request; true when the connection stays open for the next one.
+    async fn answer<W: AsyncWrite + Unpin>(&self, writer: &mut W, request: Request) -> bool {
+        let reply = self.decide(&request).await;
+        match self.write_reply(writer, request.framing, reply).await {
+            Ok(()) => request.framing.keep_alive,
+            Err(StreamError::Io(err)) => {
+                tracing::debug!(%err, "gateway client connection ended");
+                false
+            }
+            Err(StreamError::Refused(_)) => false,
         }
     }
 
