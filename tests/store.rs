@@ -42,6 +42,14 @@ fn on_disk(env: &TestEnv) -> (u64, u64, Vec<String>) {
     (index, cost, names)
 }
 
+/// Adds `limits.keep_evicted_artifacts = true` to the pkgseed config `write_pkgseed_config` wrote.
+fn turn_the_store_on(env: &TestEnv) {
+    let config = env.config_dir.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[limits]\nkeep_evicted_artifacts = true\n");
+    std::fs::write(&config, text).unwrap();
+}
+
 /// The daemon's TCP port on 127.0.0.1.
 fn daemon_port(env: &TestEnv) -> u16 {
     let addr = dial_addr(&status(env));
@@ -171,10 +179,7 @@ fn deleted_artifacts_stay_served_from_the_store_and_the_disk_cap_evicts_least_re
         .collect();
     let shas: Vec<String> = paths.iter().map(|p| sha256_file(p)).collect();
     env.write_pkgseed_config(&[&origin], &[]);
-    let config = env.config_dir.join("config.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("[limits]\nkeep_evicted_artifacts = true\n");
-    std::fs::write(&config, text).unwrap();
+    turn_the_store_on(&env);
 
     let mut daemon = Daemon::start(&env, "daemon-store");
     wait_first_scan(&env, Duration::from_secs(120));
@@ -323,4 +328,66 @@ fn deleted_artifacts_stay_served_from_the_store_and_the_disk_cap_evicts_least_re
     );
     let third = fetch(&env, "restart", &[&cids[1]], &[&cids[5]]);
     assert_bytes(&third, &cids[1], &shas[1]);
+}
+
+/// The data dir on another filesystem than cargo's cache (tmpfs): no hard link is possible, status says why, nothing
+/// is copied, and a crate cargo deletes is withdrawn as without the store.
+#[test]
+fn a_store_on_another_filesystem_is_reported_and_nothing_is_copied() {
+    pkgseed_e2e::pkgseed_bin();
+    let mut env = TestEnv::new("store-xdev");
+    let other_fs = tempfile::Builder::new()
+        .prefix("pse-x-")
+        .tempdir_in("/dev/shm")
+        .expect(
+            "a tmpfs at /dev/shm (another filesystem than the temp dir) is needed for this test",
+        );
+    let device = |p: &Path| std::fs::metadata(p).unwrap().dev();
+    assert_ne!(
+        device(other_fs.path()),
+        device(&env.cargo_home),
+        "/dev/shm is on the same filesystem as the temp dir here: this test needs two filesystems"
+    );
+    env.data_dir = other_fs.path().join("data");
+    std::fs::create_dir_all(&env.data_dir).unwrap();
+
+    let mut reg = SparseRegistry::new();
+    reg.add_registry("public");
+    let blob = pkgseed_e2e::registry::incompressible(256 * 1024, "xdev");
+    let crate_bytes = make_crate("xdevseed", "0.1.0", &[("data.bin", blob.as_slice())]);
+    let published = reg.publish("public", "xdevseed", "0.1.0", crate_bytes);
+    env.write_cargo_config(&reg.cargo_config_toml());
+    CargoProject::create(
+        &env.work.join("consumer"),
+        &[Dep::new("xdevseed", "0.1", "public")],
+    )
+    .fetch(&env.cargo_home, &env.home);
+    let (origin, path) = origin_of(&env.cargo_home, &published.file_name()).expect("cached");
+    env.write_pkgseed_config(&[&origin], &[]);
+    turn_the_store_on(&env);
+
+    let _daemon = Daemon::start(&env, "daemon-xdev");
+    wait_first_scan(&env, Duration::from_secs(120));
+    let cid = env.pkgseed_cids(None, &[&path])[0].clone();
+    let limits = status(&env)["limits"].clone();
+    assert!(
+        limits["store_link_failures"].as_u64().unwrap() >= 1,
+        "{limits:#}"
+    );
+    let problem = limits["store_problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains("another filesystem") && problem.contains("never copies"),
+        "status must say why nothing is kept: {limits:#}"
+    );
+    assert_eq!(limits["store_links"], 0, "{limits:#}");
+
+    std::fs::remove_file(&path).unwrap();
+    poll(Duration::from_secs(30), Duration::from_millis(100), || {
+        seeded_paths(&env).is_empty().then_some(())
+    })
+    .expect("a deleted crate that could not be linked is withdrawn");
+    let (_, cost, names) = on_disk(&env);
+    assert_eq!((cost, names.len()), (0, 0), "nothing was copied");
+    let result = fetch(&env, "gone", &[], &[&cid]);
+    assert_eq!(result.line(&cid).unwrap()["missing"], true);
 }
