@@ -26,7 +26,7 @@ pub const SERVED_FILE: &str = "served.json";
 pub struct StoreUsage {
     /// Bytes of store files whose original is gone (only pkgseed's link is left): what the store costs on disk.
     pub cost_bytes: u64,
-    /// Artifacts served from the store (their package manager deleted them).
+    /// Store files that are the last link (their package manager deleted the original): served from the store.
     pub stored_artifacts: u64,
     /// Links in the store (most of them free: their original still exists).
     pub links: u64,
@@ -140,15 +140,13 @@ impl ArtifactStore {
         }
     }
 
-    /// What the store holds and costs now (one stat per store file).
-    pub(crate) fn usage(&self, index: &pkgseed_index::Index) -> StoreUsage {
+    /// What the store holds and costs now: one stat per store file, no index read (status asks often).
+    pub(crate) fn usage(&self) -> StoreUsage {
         let mut usage = StoreUsage::default();
-        for (path, metadata) in self.files() {
+        for (_, metadata) in self.files() {
             usage.links += 1;
             if link_count(&metadata) == 1 {
                 usage.cost_bytes += metadata.len();
-            }
-            if matches!(index.artifact_by_path(&path), Ok(Some(_))) {
                 usage.stored_artifacts += 1;
             }
         }
@@ -484,7 +482,7 @@ pub(crate) fn reconcile(shared: &Shared, records: &[ArtifactRecord]) {
     }
     if on {
         enforce_cap(shared);
-        store.usage(&shared.index);
+        store.usage();
     }
     store.save_served(Some(&live));
 }
@@ -539,7 +537,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
-        let index = pkgseed_index::Index::open(&data.join("index.redb")).unwrap();
         let store = ArtifactStore::open(&data);
         std::fs::create_dir_all(store.dir()).unwrap();
         let cache = dir.path().join("cache");
@@ -550,7 +547,7 @@ mod tests {
             std::fs::hard_link(&original, store.entry_path(name).unwrap()).unwrap();
         }
         assert_eq!(
-            store.usage(&index),
+            store.usage(),
             StoreUsage {
                 cost_bytes: 0,
                 stored_artifacts: 0,
@@ -560,7 +557,14 @@ mod tests {
         );
         std::fs::remove_file(cache.join("b")).unwrap();
         std::fs::remove_file(cache.join("c")).unwrap();
-        assert_eq!(store.usage(&index).cost_bytes, 8000);
+        assert_eq!(
+            store.usage(),
+            StoreUsage {
+                cost_bytes: 8000,
+                stored_artifacts: 2,
+                links: 3
+            }
+        );
         assert_eq!(store.entry_path("../x"), None);
         assert!(store.is_store_path(&store.entry_path("a").unwrap()));
         assert!(!store.is_store_path(&cache.join("a")));

@@ -269,8 +269,8 @@ impl Engine {
         let (uploaded, downloaded) = shared.node.traffic();
         let index_disk_bytes = shared.index.disk_bytes().unwrap_or(0);
         let store_usage = {
-            let (store, index) = (shared.artifact_store.clone(), shared.index.clone());
-            tokio::task::spawn_blocking(move || store.usage(&index))
+            let store = shared.artifact_store.clone();
+            tokio::task::spawn_blocking(move || store.usage())
                 .await
                 .unwrap_or_default()
         };

@@ -98,7 +98,7 @@ pub struct LimitsStatus {
     pub keep_evicted_artifacts: bool,
     /// What the store costs on disk: its files whose original is gone (a link to an existing file costs nothing).
     pub store_bytes: u64,
-    /// Artifacts served from the store (deleted by their package manager).
+    /// Store files that are the last link: artifacts served from the store (deleted by their package manager).
     pub store_artifacts: u64,
     /// Hard links in the store (most cost nothing).
     pub store_links: u64,
