@@ -99,6 +99,9 @@ enum Command {
         /// Pause on a network the OS marks metered.
         #[arg(long, value_name = "BOOL")]
         pause_on_metered: Option<bool>,
+        /// Keep serving artifacts their package manager deleted, from hard links in pkgseed's store.
+        #[arg(long, value_name = "BOOL")]
+        keep_evicted_artifacts: Option<bool>,
         #[arg(long)]
         json: bool,
     },
@@ -196,6 +199,7 @@ async fn run(cli: Cli) -> Result<()> {
             pause_on_battery,
             pause_on_battery_below_percent,
             pause_on_metered,
+            keep_evicted_artifacts,
             json,
         } => {
             let update = control::LimitsUpdate {
@@ -208,6 +212,7 @@ async fn run(cli: Cli) -> Result<()> {
                 pause_on_battery,
                 pause_on_battery_below_percent,
                 pause_on_metered,
+                keep_evicted_artifacts,
                 alt_schedule: None,
             };
             let value = ask(ControlRequest::Limits(update)).await?;
@@ -243,6 +248,14 @@ async fn run(cli: Cli) -> Result<()> {
                 );
                 out!("monthly cap:   {}", bytes(limits.monthly_upload_bytes));
                 out!("disk cap:      {}", bytes(limits.disk_bytes));
+                out!(
+                    "deleted by their package manager: {}",
+                    if limits.keep_evicted_artifacts {
+                        "keep serving (pkgseed's store)"
+                    } else {
+                        "withdraw"
+                    }
+                );
                 out!(
                     "on battery:    {}",
                     if limits.pause_on_battery {

@@ -58,6 +58,9 @@ pub struct LimitsConfig {
     pub monthly_upload_bytes: u64,
     /// The most disk pkgseed's own index and store may use.
     pub disk_bytes: u64,
+    /// Keep serving an artifact after its package manager deletes it, from a hard link in the data dir's store
+    /// (costs disk only once the original is gone; evicted least recently served first under `disk_bytes`).
+    pub keep_evicted_artifacts: bool,
 }
 
 /// When the alternative limits apply: on the listed days, from `start_minute_of_day` to `end_minute_of_day` (local
@@ -86,6 +89,7 @@ impl Default for LimitsConfig {
             pause_on_metered: true,
             monthly_upload_bytes: 0,
             disk_bytes: 0,
+            keep_evicted_artifacts: false,
         }
     }
 }

@@ -39,6 +39,7 @@ pub struct LimitsUpdate {
     pub pause_on_battery: Option<bool>,
     pub pause_on_battery_below_percent: Option<u8>,
     pub pause_on_metered: Option<bool>,
+    pub keep_evicted_artifacts: Option<bool>,
     pub alt_schedule: Option<crate::AltSchedule>,
 }
 
@@ -61,6 +62,7 @@ impl LimitsUpdate {
             pause_on_battery,
             pause_on_battery_below_percent,
             pause_on_metered,
+            keep_evicted_artifacts,
             alt_schedule
         );
     }

@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     /// Caps in force, pause reasons, power state and the month's upload count (crate::limits).
     pub policy: Mutex<crate::limits::PolicyState>,
     pub clock: Arc<dyn crate::limits::Clock>,
+    /// pkgseed's own store (hard links kept for artifacts their package manager deletes) and last-served times.
+    pub artifact_store: Arc<crate::artifact_store::ArtifactStore>,
     pub files_hashed: AtomicU64,
     pub first_scan_done: AtomicBool,
     pub scan: Mutex<ScanProgress>,
@@ -174,9 +176,11 @@ impl Engine {
 
         let (work_tx, work_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
+        let artifact_store = Arc::new(crate::artifact_store::ArtifactStore::open(&dirs.data_dir));
         let store = Arc::new(crate::store::IndexBlockStore::new(
             index.clone(),
             work_tx.clone(),
+            artifact_store.clone(),
         ));
         let node = Node::start(
             NodeConfig {
@@ -210,6 +214,7 @@ impl Engine {
                 ..Default::default()
             }),
             clock: Arc::new(crate::limits::SystemClock),
+            artifact_store,
             files_hashed: AtomicU64::new(0),
             first_scan_done: AtomicBool::new(false),
             scan: Mutex::new(ScanProgress::default()),
@@ -294,6 +299,13 @@ impl Engine {
         let policy = shared.policy.lock().unwrap().clone();
         let (uploaded, downloaded) = shared.node.traffic();
         let index_disk_bytes = shared.index.disk_bytes().unwrap_or(0);
+        let store_usage = {
+            let store = shared.artifact_store.clone();
+            tokio::task::spawn_blocking(move || store.usage())
+                .await
+                .unwrap_or_default()
+        };
+        let (store_problem, store_link_failures) = shared.artifact_store.link_problem();
         let limits_status = {
             let config = shared.config.lock().unwrap();
             crate::status::LimitsStatus {
@@ -309,8 +321,16 @@ impl Engine {
                 on_battery: policy.power.on_battery,
                 battery_percent: policy.power.battery_percent,
                 metered: policy.power.metered,
-                disk_used_bytes: index_disk_bytes,
+                disk_used_bytes: index_disk_bytes + store_usage.cost_bytes,
                 disk_cap_bytes: config.limits.disk_bytes,
+                index_bytes: index_disk_bytes,
+                keep_evicted_artifacts: config.limits.keep_evicted_artifacts,
+                store_bytes: store_usage.cost_bytes,
+                store_artifacts: store_usage.stored_artifacts,
+                store_links: store_usage.links,
+                store_evicted: shared.artifact_store.evicted_count(),
+                store_problem,
+                store_link_failures,
                 disk_cap_reached: config.limits.disk_bytes > 0
                     && index_disk_bytes >= config.limits.disk_bytes,
             }
@@ -403,6 +423,13 @@ impl Engine {
             // Caps and pause apply at once, without dropping connections.
             crate::limits::apply(&self.shared, self.shared.clock.now());
         }
+        let (old_disk, new_disk) = (&old.limits, &new.limits);
+        if (old_disk.keep_evicted_artifacts, old_disk.disk_bytes)
+            != (new_disk.keep_evicted_artifacts, new_disk.disk_bytes)
+        {
+            // A scan links (or drops) the store and enforces the new cap (crate::artifact_store::reconcile).
+            let _ = self.shared.work.send(Work::Scan);
+        }
         if old.network != new.network
             || old.listen_addrs != new.listen_addrs
             || old.gateway_listen_addr != new.gateway_listen_addr
@@ -444,6 +471,7 @@ impl Engine {
             task.abort();
         }
         crate::limits::save_usage(&self.shared);
+        self.shared.artifact_store.save_served(None);
         self.shared.node.clone().shutdown().await;
     }
 }

@@ -39,7 +39,11 @@ pub(crate) fn process_path(shared: &Shared, path: &Path) -> Outcome {
     match std::fs::symlink_metadata(path) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             shared.found.lock().unwrap().remove(path);
-            withdraw_path(shared, path, "deleted");
+            if let Ok(Some(record)) = shared.index.artifact_by_path(path) {
+                if !crate::artifact_store::keep(shared, &record) {
+                    withdraw_record(shared, &record, "deleted");
+                }
+            }
             return Outcome::Gone;
         }
         Err(err) => {
@@ -111,6 +115,7 @@ fn index_public_artifact(
             && record.origin == identity.origin
             && record.registry_checksum == checksum.to_prefixed_hex()
         {
+            crate::artifact_store::link(shared, record);
             return Ok(Outcome::Seeded { hashed_bytes: 0 });
         }
     }
@@ -194,10 +199,13 @@ fn index_public_artifact(
     if let Some(old) = &existing {
         withdraw_record(shared, old, "replaced");
     }
-    shared
+    let id = shared
         .index
         .put_artifact(record.clone(), &blocks)
         .map_err(|err| err.to_string())?;
+    let record = ArtifactRecord { id, ..record };
+    crate::artifact_store::link(shared, &record);
+    crate::artifact_store::enforce_cap_if_over(shared);
     shared.node.announce(announced_cids(&record));
     shared.emit(EngineEvent::ArtifactSeeded {
         ecosystem: record.ecosystem.clone(),
@@ -218,11 +226,12 @@ fn withdraw_path(shared: &Shared, path: &Path, reason: &str) {
     }
 }
 
-fn withdraw_record(shared: &Shared, record: &ArtifactRecord, reason: &str) {
+pub(crate) fn withdraw_record(shared: &Shared, record: &ArtifactRecord, reason: &str) {
     if let Err(err) = shared.index.remove_artifact(record.id) {
         tracing::error!(path = %record.path.display(), %err, "cannot withdraw");
         return;
     }
+    crate::artifact_store::release(shared, record);
     // A key another artifact still serves (the same file in two places) stays announced.
     let gone: Vec<_> = announced_cids(record)
         .into_iter()
@@ -258,11 +267,18 @@ pub(crate) fn scan_roots(shared: &Shared) -> Vec<PathBuf> {
         }
     }
     let present: HashSet<&PathBuf> = found.iter().collect();
-    for record in shared.index.artifacts().unwrap_or_default() {
-        if !present.contains(&record.path) {
-            withdraw_record(shared, &record, "no longer in the cache");
+    let records = shared.index.artifacts().unwrap_or_default();
+    for record in &records {
+        let in_store = shared.artifact_store.is_store_path(&record.path);
+        if !in_store
+            && !present.contains(&record.path)
+            && !crate::artifact_store::keep(shared, record)
+        {
+            withdraw_record(shared, record, "no longer in the cache");
         }
     }
+    // Artifacts kept in pkgseed's store are checked there; the store and the index are made to agree.
+    crate::artifact_store::reconcile(shared, &records);
     found
 }
 

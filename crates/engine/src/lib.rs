@@ -2,6 +2,7 @@
 //! without copying (one read per file), and serves and announces them through the embedded node. Shells (the
 //! `pkgseed` CLI, the desktop app) drive it through [`Engine`] and its event stream, or through the control socket.
 
+mod artifact_store;
 mod config;
 pub mod control;
 mod dirs;

@@ -244,6 +244,12 @@ pub fn eviction_order(artifacts: &[StoredArtifact], cap_bytes: u64) -> Vec<u64> 
     if cap_bytes == 0 {
         return Vec::new();
     }
+    evict_to_fit(artifacts, cap_bytes)
+}
+
+/// [`eviction_order`] where `budget_bytes` is a real budget (0 = nothing may stay).
+pub fn evict_to_fit(artifacts: &[StoredArtifact], budget_bytes: u64) -> Vec<u64> {
+    let cap_bytes = budget_bytes;
     let mut total: u64 = artifacts.iter().map(|a| a.size_bytes).sum();
     let mut order: Vec<&StoredArtifact> = artifacts.iter().collect();
     order.sort_by_key(|a| (a.last_served, a.id));
@@ -312,6 +318,7 @@ pub(crate) async fn run(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
         if last_save.elapsed() >= USAGE_SAVE_EVERY {
             last_save = tokio::time::Instant::now();
             save_usage(&shared);
+            shared.artifact_store.save_served(None);
         }
     }
 }

@@ -103,11 +103,26 @@ pub struct LimitsStatus {
     pub on_battery: Option<bool>,
     pub battery_percent: Option<u8>,
     pub metered: Option<bool>,
-    /// pkgseed's own disk use (the index; the store of evicted artifacts does not exist yet) and the cap.
+    /// pkgseed's own disk use (`index_bytes + store_bytes`) and the cap (0 = none).
     pub disk_used_bytes: u64,
     pub disk_cap_bytes: u64,
-    /// New artifacts are not indexed while this holds.
+    /// The index alone reached the cap: new artifacts are not indexed while this holds.
     pub disk_cap_reached: bool,
+    pub index_bytes: u64,
+    /// Artifacts their package manager deletes are kept in pkgseed's store (`limits.keep_evicted_artifacts`).
+    pub keep_evicted_artifacts: bool,
+    /// What the store costs on disk: its files whose original is gone (a link to an existing file costs nothing).
+    pub store_bytes: u64,
+    /// Store files that are the last link: artifacts served from the store (deleted by their package manager).
+    pub store_artifacts: u64,
+    /// Hard links in the store (most cost nothing).
+    pub store_links: u64,
+    /// Stored artifacts evicted under the disk cap since start (least recently served first).
+    pub store_evicted: u64,
+    /// Why some artifacts cannot be kept (the store on another filesystem, hard links refused); they are never
+    /// copied instead. `store_link_failures` counts the links refused since start.
+    pub store_problem: Option<String>,
+    pub store_link_failures: u64,
 }
 
 /// One seeded artifact, as `pkgseed ls --json` prints it.

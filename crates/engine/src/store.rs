@@ -1,5 +1,6 @@
 //! The node's block store: zero-copy reads from the index. A read that finds the file changed returns nothing
-//! and sends the artifact to the indexer to be withdrawn, so a wrong byte is never served.
+//! and sends the artifact to the indexer to be withdrawn, so a wrong byte is never served. A block served notes
+//! its artifact's last-served time.
 
 use std::sync::Arc;
 
@@ -8,16 +9,27 @@ use pkgseed_index::{BlockReadError, Index};
 use pkgseed_node::{BlockStore, Cid};
 use tokio::sync::mpsc;
 
+use crate::artifact_store::ArtifactStore;
 use crate::engine::Work;
 
 pub(crate) struct IndexBlockStore {
     index: Arc<Index>,
     work: mpsc::UnboundedSender<Work>,
+    /// Where each served block's artifact gets its last-served time (the disk cap evicts least recently served).
+    served: Arc<ArtifactStore>,
 }
 
 impl IndexBlockStore {
-    pub(crate) fn new(index: Arc<Index>, work: mpsc::UnboundedSender<Work>) -> IndexBlockStore {
-        IndexBlockStore { index, work }
+    pub(crate) fn new(
+        index: Arc<Index>,
+        work: mpsc::UnboundedSender<Work>,
+        served: Arc<ArtifactStore>,
+    ) -> IndexBlockStore {
+        IndexBlockStore {
+            index,
+            work,
+            served,
+        }
     }
 }
 
@@ -26,8 +38,12 @@ impl BlockStore for IndexBlockStore {
     async fn get(&self, cid: &Cid) -> Option<Bytes> {
         let index = self.index.clone();
         let cid = *cid;
-        match tokio::task::spawn_blocking(move || index.read_block(&cid)).await {
-            Ok(Ok(bytes)) => bytes,
+        match tokio::task::spawn_blocking(move || index.read_block_located(&cid)).await {
+            Ok(Ok(Some((artifact, bytes)))) => {
+                self.served.note_served(artifact);
+                Some(bytes)
+            }
+            Ok(Ok(None)) => None,
             Ok(Err(BlockReadError::Stale { artifact, reason })) => {
                 tracing::warn!(%cid, artifact, %reason, "refusing a block whose file changed");
                 let _ = self.work.send(Work::Stale(artifact));

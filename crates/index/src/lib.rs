@@ -448,6 +448,52 @@ impl Index {
         Ok(record)
     }
 
+    /// Moves artifact `id` to another path holding the same file (same stamp: a hard link), keeping its id and
+    /// blocks, in one transaction; returns the updated record, or `None` for an unknown id. Refuses a path another
+    /// artifact is indexed at.
+    pub fn move_artifact(
+        &self,
+        id: ArtifactId,
+        new_path: &Path,
+    ) -> Result<Option<ArtifactRecord>, IndexError> {
+        let txn = self.begin_write()?;
+        let moved = {
+            let mut artifacts = txn.open_table(ARTIFACTS).map_err(db_err)?;
+            let found = artifacts
+                .get(id)
+                .map_err(db_err)?
+                .map(|v| decode_record(id, v.value()));
+            match found.transpose()? {
+                None => None,
+                Some(mut record) => {
+                    let mut paths = txn.open_table(PATHS).map_err(db_err)?;
+                    let taken = paths
+                        .get(path_key(new_path))
+                        .map_err(db_err)?
+                        .map(|v| v.value());
+                    if taken.is_some_and(|other| other != id) {
+                        return Err(IndexError::Invalid(format!(
+                            "{} is already indexed as another artifact",
+                            new_path.display()
+                        )));
+                    }
+                    remove_path_of(&mut paths, &record.path, id)?;
+                    paths.insert(path_key(new_path), id).map_err(db_err)?;
+                    record.path = new_path.to_path_buf();
+                    let encoded = encode_record(&record)?;
+                    artifacts.insert(id, encoded.as_slice()).map_err(db_err)?;
+                    Some(record)
+                }
+            }
+        };
+        if moved.is_some() {
+            txn.commit().map_err(db_err)?;
+        } else {
+            txn.abort().map_err(db_err)?;
+        }
+        Ok(moved)
+    }
+
     pub fn artifact(&self, id: ArtifactId) -> Result<Option<ArtifactRecord>, IndexError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
@@ -592,6 +638,14 @@ impl Index {
     /// When several artifacts hold the CID, the first that yields verified bytes wins; if none does, the first
     /// failure is returned.
     pub fn read_block(&self, cid: &Cid) -> Result<Option<bytes::Bytes>, BlockReadError> {
+        Ok(self.read_block_located(cid)?.map(|(_, bytes)| bytes))
+    }
+
+    /// [`Index::read_block`], also telling which artifact the verified bytes came from (for its last-served time).
+    pub fn read_block_located(
+        &self,
+        cid: &Cid,
+    ) -> Result<Option<(ArtifactId, bytes::Bytes)>, BlockReadError> {
         let candidates = self.candidates(cid)?;
         if candidates.is_empty() {
             return Ok(None);
@@ -618,7 +672,7 @@ impl Index {
                 }
             });
             match outcome {
-                Ok(bytes) => return Ok(Some(bytes::Bytes::from(bytes))),
+                Ok(bytes) => return Ok(Some((artifact, bytes::Bytes::from(bytes)))),
                 Err(e) => {
                     tracing::debug!(%cid, artifact, error = %e, "block location failed");
                     first_error.get_or_insert(e);
@@ -634,6 +688,23 @@ impl Index {
     }
 }
 
+/// Removes the path entry `path → id`, if it still names artifact `id`.
+fn remove_path_of(
+    paths: &mut redb::Table<&[u8], u64>,
+    path: &Path,
+    id: ArtifactId,
+) -> Result<(), IndexError> {
+    let points_here = paths
+        .get(path_key(path))
+        .map_err(db_err)?
+        .map(|v| v.value())
+        == Some(id);
+    if points_here {
+        paths.remove(path_key(path)).map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// Removes artifact `id` and everything only it refers to, inside `txn`.
 fn remove_in(txn: &WriteTransaction, id: ArtifactId) -> Result<Option<ArtifactRecord>, IndexError> {
     let record = {
@@ -645,15 +716,11 @@ fn remove_in(txn: &WriteTransaction, id: ArtifactId) -> Result<Option<ArtifactRe
         }
     };
 
-    let mut paths = txn.open_table(PATHS).map_err(db_err)?;
-    let points_here = paths
-        .get(path_key(&record.path))
-        .map_err(db_err)?
-        .map(|v| v.value())
-        == Some(id);
-    if points_here {
-        paths.remove(path_key(&record.path)).map_err(db_err)?;
-    }
+    remove_path_of(
+        &mut txn.open_table(PATHS).map_err(db_err)?,
+        &record.path,
+        id,
+    )?;
 
     let mut by_artifact = txn.open_multimap_table(ARTIFACT_BLOCKS).map_err(db_err)?;
     let mut cids = Vec::new();

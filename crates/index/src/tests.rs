@@ -954,3 +954,45 @@ fn stale_without_blocking_when_the_file_is_replaced_by_a_fifo_or_a_directory() {
         other => panic!("expected Stale, got {other:?}"),
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn a_moved_artifact_is_served_from_its_hard_link_under_the_same_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let bytes = pattern(10_000, 9);
+    let original = write_file(dir.path(), "orig.crate", &bytes);
+    let blocks = raw_leaves(&bytes, 4096);
+    let id = index
+        .put_artifact(record_for(&original, "cargo", "m"), &blocks)
+        .unwrap();
+    let other = write_file(dir.path(), "other.crate", &pattern(100, 1));
+    let other_id = index
+        .put_artifact(
+            record_for(&other, "cargo", "o"),
+            &raw_leaves(&pattern(100, 1), 4096),
+        )
+        .unwrap();
+    let link = dir.path().join("link");
+    std::fs::hard_link(&original, &link).unwrap();
+    std::fs::remove_file(&original).unwrap();
+    assert_stale(index.read_block(&blocks[0].cid), id);
+
+    let moved = index.move_artifact(id, &link).unwrap().expect("known id");
+    assert_eq!((moved.id, moved.path.as_path()), (id, link.as_path()));
+    assert_eq!(index.artifact_by_path(&original).unwrap(), None);
+    assert_eq!(index.artifact_by_path(&link).unwrap(), Some(moved));
+    let (from, got) = index
+        .read_block_located(&blocks[2].cid)
+        .unwrap()
+        .expect("served from the link");
+    assert_eq!(from, id);
+    assert_eq!(&got[..], &bytes[8192..]);
+    // Another artifact's path is never taken over; an unknown id moves nothing.
+    assert!(matches!(
+        index.move_artifact(id, &other),
+        Err(IndexError::Invalid(_))
+    ));
+    assert_eq!(index.move_artifact(9999, &link).unwrap(), None);
+    assert_eq!(index.artifact(other_id).unwrap().unwrap().path, other);
+}
