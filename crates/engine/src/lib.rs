@@ -11,6 +11,7 @@ mod fs_util;
 mod indexer;
 pub mod limits;
 pub mod power;
+mod priority;
 mod status;
 mod store;
 mod watcher;
