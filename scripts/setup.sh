@@ -12,6 +12,8 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+# tests/gradle.rs: Debian's Gradle 4.4.1 (runs on the JDK 17 that maven pulls in).
+command -v gradle >/dev/null 2>&1 || need_apt+=(gradle)
 # tests/maven.rs: the real install:install-file (Debian's plugin, read from /usr/share/maven-repo); tests/go.rs: git.
 [ -d /usr/share/maven-repo/org/apache/maven/plugins/maven-install-plugin ] || need_apt+=(libmaven-install-plugin-java)
 command -v git >/dev/null 2>&1 || need_apt+=(git)

@@ -25,10 +25,8 @@ use std::time::Duration;
 use pkgseed_e2e::jvmgo::{filler, serve_dir, stored_zip};
 use pkgseed_e2e::langpkg::{self, origin_status, require_tool, Steps};
 use pkgseed_e2e::{
-    dial_addr, helia_fetch, js_unixfs_cids, raw_sha256_cid, run, sha256_file, sha256_hex, status,
-    wait_first_scan, Daemon, HeliaFetch, TestEnv,
+    js_unixfs_cids, raw_sha256_cid, run, sha256_file, sha256_hex, wait_first_scan, Daemon, TestEnv,
 };
-use serde_json::Value;
 
 /// Go settings that would override the env file the test writes.
 const GO_VARS: &[&str] = &[
@@ -307,31 +305,7 @@ fn go() {
         || {
             let checksum_cid = raw_sha256_cid(&sha256_hex(&pub_zip));
             assert_ne!(root_cid, "", "no root CID from the first step");
-            let peer = dial_addr(&status(&env));
-            let out_dir = env.work.join("helia");
-            let cids = vec![root_cid.clone(), checksum_cid];
-            let r = helia_fetch(&HeliaFetch {
-                peer,
-                cids: cids.clone(),
-                out_dir: out_dir.clone(),
-                timeout_seconds: Some(30),
-                ..Default::default()
-            });
-            for cid in &cids {
-                let line = r
-                    .line(cid)
-                    .unwrap_or_else(|| panic!("no line for {cid}\n{}", r.output.describe()));
-                assert_eq!(
-                    line["ok"],
-                    Value::Bool(true),
-                    "{line}\n{}",
-                    r.output.describe()
-                );
-                assert!(
-                    std::fs::read(out_dir.join(cid)).unwrap() == pub_zip,
-                    "bytes of {cid} differ from the served zip"
-                );
-            }
+            langpkg::assert_helia_fetches(&env, &[root_cid.clone(), checksum_cid], &pub_zip);
         },
     );
 

@@ -28,51 +28,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use pkgseed_e2e::http::StaticServer;
-use pkgseed_e2e::jvmgo::{filler, serve_dir, sha1_hex, stored_zip};
+use pkgseed_e2e::jvmgo::{assert_jar_and_pom_seeded, jar, publish, serve_dir};
 use pkgseed_e2e::langpkg::{self, origin_status, require_tool, Steps};
-use pkgseed_e2e::{
-    dial_addr, helia_fetch, js_unixfs_cids, raw_sha256_cid, run, sha256_file, sha256_hex, status,
-    wait_first_scan, Daemon, HeliaFetch, TestEnv,
-};
-use serde_json::Value;
+use pkgseed_e2e::{raw_sha256_cid, run, sha256_hex, wait_first_scan, Daemon, TestEnv};
 
 const DEBIAN_MAVEN_REPO: &str = "/usr/share/maven-repo";
-
-/// A jar: a manifest plus `filler_len` bytes of deterministic filler (stored, so the size is what we ask).
-fn jar(seed: u32, filler_len: usize) -> Vec<u8> {
-    stored_zip(&[
-        (
-            "META-INF/MANIFEST.MF",
-            b"Manifest-Version: 1.0\r\nCreated-By: pkgseed-e2e\r\n\r\n",
-        ),
-        ("data/filler.txt", &filler(seed, filler_len)),
-    ])
-}
-
-fn pom(group: &str, artifact: &str, version: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\"?>\n<project><modelVersion>4.0.0</modelVersion>\
-         <groupId>{group}</groupId><artifactId>{artifact}</artifactId><version>{version}</version></project>\n"
-    )
-}
-
-/// Writes `<repo>/<group path>/<artifact>/<version>/` with the jar, the POM and their `.sha1` files.
-fn publish(repo: &Path, group: &str, artifact: &str, version: &str, jar_bytes: &[u8]) {
-    let dir = repo
-        .join(group.replace('.', "/"))
-        .join(artifact)
-        .join(version);
-    std::fs::create_dir_all(&dir).unwrap();
-    let base = format!("{artifact}-{version}");
-    let pom = pom(group, artifact, version);
-    for (name, bytes) in [
-        (format!("{base}.jar"), jar_bytes),
-        (format!("{base}.pom"), pom.as_bytes()),
-    ] {
-        std::fs::write(dir.join(&name), bytes).unwrap();
-        std::fs::write(dir.join(format!("{name}.sha1")), sha1_hex(bytes)).unwrap();
-    }
-}
 
 fn project(dir: &Path, extensions: &[&str]) {
     std::fs::create_dir_all(dir).unwrap();
@@ -275,43 +235,19 @@ fn maven() {
     steps.run(
         "public jar and pom seeded: sha1 registry checksum, checksum CID, CID = reference",
         || {
-            let e = langpkg::wait_seeded(&env, &pub_path, Duration::from_secs(30));
-            assert_eq!(e["ecosystem"], "maven", "{e}");
-            assert_eq!(
-                (e["name"].as_str(), e["version"].as_str()),
-                (Some("org.seed:seedpub"), Some("1.0")),
-                "{e}"
-            );
-            assert_eq!(e["origin"].as_str(), Some("maven:seedpub"), "{e}");
             let served_sha1 = String::from_utf8(
                 public
                     .get("/org/seed/seedpub/1.0/seedpub-1.0.jar.sha1")
                     .unwrap(),
             )
             .unwrap();
-            assert_eq!(
-                e["registry_checksum"].as_str(),
-                Some(format!("sha1:{served_sha1}").as_str()),
-                "{e}"
+            root_cid = assert_jar_and_pom_seeded(
+                &env,
+                ("maven", "org.seed:seedpub", "maven:seedpub"),
+                &pub_path,
+                &pom_path,
+                &served_sha1,
             );
-            let sha = sha256_file(&pub_path);
-            assert_eq!(
-                e["checksum_cid"].as_str(),
-                Some(raw_sha256_cid(&sha).as_str()),
-                "{e}"
-            );
-            let reference = js_unixfs_cids("unixfs-v1-2025", &[&pub_path, &pom_path]);
-            assert_eq!(e["cid"].as_str(), Some(reference[0].as_str()), "{e}");
-            root_cid = reference[0].clone();
-            let p = langpkg::wait_seeded(&env, &pom_path, Duration::from_secs(10));
-            assert_eq!(p["cid"].as_str(), Some(reference[1].as_str()), "{p}");
-            assert_eq!(
-                p["registry_checksum"].as_str(),
-                Some(format!("sha1:{}", sha1_hex(&std::fs::read(&pom_path).unwrap())).as_str()),
-                "{p}"
-            );
-            let o = origin_status(&env, "maven:seedpub");
-            assert_eq!(o["provenance"], "public", "{o}");
         },
     );
 
@@ -359,20 +295,7 @@ fn maven() {
                     .is_some_and(|p| p.ends_with(".lastUpdated") || p.ends_with(".sha1"))),
             "{ls:#?}"
         );
-        let maven: Vec<&Value> = ls.iter().filter(|e| e["ecosystem"] == "maven").collect();
-        let mut names: Vec<String> = maven
-            .iter()
-            .map(|e| {
-                e["path"]
-                    .as_str()
-                    .unwrap_or("")
-                    .rsplit('/')
-                    .next()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
-        names.sort();
+        let names = langpkg::seeded_file_names(&ls, "maven");
         assert_eq!(
             names,
             ["seedhalf-1.0.pom", "seedpub-1.0.jar", "seedpub-1.0.pom"],
@@ -385,31 +308,7 @@ fn maven() {
         || {
             let checksum_cid = raw_sha256_cid(&sha256_hex(&pub_jar));
             assert_ne!(root_cid, "", "no root CID from the first step");
-            let peer = dial_addr(&status(&env));
-            let out_dir = env.work.join("helia");
-            let cids = vec![root_cid.clone(), checksum_cid];
-            let r = helia_fetch(&HeliaFetch {
-                peer,
-                cids: cids.clone(),
-                out_dir: out_dir.clone(),
-                timeout_seconds: Some(30),
-                ..Default::default()
-            });
-            for cid in &cids {
-                let line = r
-                    .line(cid)
-                    .unwrap_or_else(|| panic!("no line for {cid}\n{}", r.output.describe()));
-                assert_eq!(
-                    line["ok"],
-                    Value::Bool(true),
-                    "{line}\n{}",
-                    r.output.describe()
-                );
-                assert!(
-                    std::fs::read(out_dir.join(cid)).unwrap() == pub_jar,
-                    "bytes of {cid} differ from the served jar"
-                );
-            }
+            langpkg::assert_helia_fetches(&env, &[root_cid.clone(), checksum_cid], &pub_jar);
         },
     );
 

@@ -1,10 +1,12 @@
-//! Helpers for the Maven and Go end-to-end tests: a stored (uncompressed) zip writer (jars and Go module zips are
-//! zips), deterministic filler bytes, SHA-1 hex for Maven's `.sha1` side files, and serving a directory tree with
-//! [`StaticServer`].
+//! Helpers for the Maven, Gradle and Go end-to-end tests: a stored (uncompressed) zip writer (jars and Go module zips
+//! are zips), deterministic filler bytes, SHA-1 hex for Maven's `.sha1` side files, a Maven-layout repository tree
+//! (jar, POM and their `.sha1` files), and serving a directory tree with [`StaticServer`].
 
 use std::path::Path;
 
 use crate::http::StaticServer;
+use crate::langpkg::{origin_status, wait_seeded};
+use crate::{js_unixfs_cids, raw_sha256_cid, sha256_file, TestEnv};
 
 /// CRC-32 (IEEE, reflected, as zip uses it).
 pub fn crc32(bytes: &[u8]) -> u32 {
@@ -93,6 +95,44 @@ pub fn filler(seed: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A jar: a manifest plus `filler_len` bytes of deterministic filler (stored, so the size is what we ask).
+pub fn jar(seed: u32, filler_len: usize) -> Vec<u8> {
+    stored_zip(&[
+        (
+            "META-INF/MANIFEST.MF",
+            b"Manifest-Version: 1.0\r\nCreated-By: pkgseed-e2e\r\n\r\n",
+        ),
+        ("data/filler.txt", &filler(seed, filler_len)),
+    ])
+}
+
+/// A minimal POM for `group:artifact:version`.
+pub fn pom(group: &str, artifact: &str, version: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?>\n<project><modelVersion>4.0.0</modelVersion>\
+         <groupId>{group}</groupId><artifactId>{artifact}</artifactId><version>{version}</version></project>\n"
+    )
+}
+
+/// Writes `<repo>/<group path>/<artifact>/<version>/` with the jar, the POM and their `.sha1` files, as a Maven
+/// repository serves them.
+pub fn publish(repo: &Path, group: &str, artifact: &str, version: &str, jar_bytes: &[u8]) {
+    let dir = repo
+        .join(group.replace('.', "/"))
+        .join(artifact)
+        .join(version);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = format!("{artifact}-{version}");
+    let pom = pom(group, artifact, version);
+    for (name, bytes) in [
+        (format!("{base}.jar"), jar_bytes),
+        (format!("{base}.pom"), pom.as_bytes()),
+    ] {
+        std::fs::write(dir.join(&name), bytes).unwrap();
+        std::fs::write(dir.join(format!("{name}.sha1")), sha1_hex(bytes)).unwrap();
+    }
+}
+
 pub fn sha1_hex(bytes: &[u8]) -> String {
     use sha1::{Digest, Sha1};
     hex::encode(Sha1::digest(bytes))
@@ -118,6 +158,49 @@ pub fn serve_dir(dir: &Path) -> StaticServer {
         }
     }
     server
+}
+
+/// Waits until a jar and its POM (version `1.0`) are seeded and checks them as their repository served them:
+/// `ecosystem`, `name`, `origin` (public in `status.origins`), registry checksum `sha1:<jar_sha1>` / the POM's sha1,
+/// checksum CID = raw sha256 of the file, root CIDs = ipfs-unixfs-importer's. Returns the jar's root CID.
+#[track_caller]
+pub fn assert_jar_and_pom_seeded(
+    env: &TestEnv,
+    (ecosystem, name, origin): (&str, &str, &str),
+    jar: &Path,
+    pom: &Path,
+    jar_sha1: &str,
+) -> String {
+    let e = wait_seeded(env, jar, std::time::Duration::from_secs(30));
+    assert_eq!(e["ecosystem"], ecosystem, "{e}");
+    assert_eq!(
+        (e["name"].as_str(), e["version"].as_str()),
+        (Some(name), Some("1.0")),
+        "{e}"
+    );
+    assert_eq!(e["origin"].as_str(), Some(origin), "{e}");
+    assert_eq!(
+        e["registry_checksum"].as_str(),
+        Some(format!("sha1:{jar_sha1}").as_str()),
+        "{e}"
+    );
+    assert_eq!(
+        e["checksum_cid"].as_str(),
+        Some(raw_sha256_cid(&sha256_file(jar)).as_str()),
+        "{e}"
+    );
+    let reference = js_unixfs_cids("unixfs-v1-2025", &[jar, pom]);
+    assert_eq!(e["cid"].as_str(), Some(reference[0].as_str()), "{e}");
+    let p = wait_seeded(env, pom, std::time::Duration::from_secs(10));
+    assert_eq!(p["cid"].as_str(), Some(reference[1].as_str()), "{p}");
+    assert_eq!(
+        p["registry_checksum"].as_str(),
+        Some(format!("sha1:{}", sha1_hex(&std::fs::read(pom).unwrap())).as_str()),
+        "{p}"
+    );
+    let o = origin_status(env, origin);
+    assert_eq!(o["provenance"], "public", "{o}");
+    reference[0].clone()
 }
 
 #[cfg(test)]

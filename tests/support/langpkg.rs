@@ -94,6 +94,18 @@ pub fn ls_by_path<'a>(ls: &'a [Value], path: &Path) -> Option<&'a Value> {
     })
 }
 
+/// The file names of the `ls` entries of `ecosystem`, sorted.
+pub fn seeded_file_names(ls: &[Value], ecosystem: &str) -> Vec<String> {
+    let mut names: Vec<String> = ls
+        .iter()
+        .filter(|e| e["ecosystem"] == ecosystem)
+        .filter_map(|e| e["path"].as_str())
+        .map(|p| p.rsplit(['/', '\\']).next().unwrap_or(p).to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Polls `ls` until an entry for `path` appears.
 #[track_caller]
 pub fn wait_seeded(env: &TestEnv, path: &Path, timeout: Duration) -> Value {
@@ -136,4 +148,33 @@ pub fn origin_status(env: &TestEnv, origin: &str) -> Value {
         .find(|o| o["origin"].as_str() == Some(origin))
         .cloned()
         .unwrap_or_else(|| panic!("origin {origin} missing from status.origins: {origins:#?}"))
+}
+
+/// Fetches `cids` from the daemon of `env` with Helia (the foreign peer) and asserts every one arrives with exactly
+/// `expected` bytes.
+#[track_caller]
+pub fn assert_helia_fetches(env: &TestEnv, cids: &[String], expected: &[u8]) {
+    let out_dir = env.work.join("helia");
+    let r = crate::helia_fetch(&crate::HeliaFetch {
+        peer: crate::dial_addr(&status(env)),
+        cids: cids.to_vec(),
+        out_dir: out_dir.clone(),
+        timeout_seconds: Some(30),
+        ..Default::default()
+    });
+    for cid in cids {
+        let line = r
+            .line(cid)
+            .unwrap_or_else(|| panic!("no line for {cid}\n{}", r.output.describe()));
+        assert_eq!(
+            line["ok"],
+            Value::Bool(true),
+            "{line}\n{}",
+            r.output.describe()
+        );
+        assert!(
+            std::fs::read(out_dir.join(cid)).unwrap() == expected,
+            "bytes of {cid} differ from the served artifact"
+        );
+    }
 }

@@ -496,6 +496,14 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
     let mut queue: VecDeque<Work> = VecDeque::new();
     let mut queued_paths: HashSet<PathBuf> = HashSet::new();
     let mut first_scan = true;
+    // Scans (walk and hash) run on one background-priority thread (crate::priority); paths between scans and
+    // block reads keep the normal blocking pool.
+    let scan_worker = crate::priority::LowPriorityWorker::start()
+        .map_err(
+            |err| tracing::warn!(%err, "no background scan thread; scanning at normal priority"),
+        )
+        .ok();
+    let mut scanning = false;
     loop {
         if queue.is_empty() {
             match work_rx.recv().await {
@@ -513,11 +521,12 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
             Work::Path(path) => {
                 queued_paths.remove(&path);
                 let shared_for_task = shared.clone();
-                let outcome = tokio::task::spawn_blocking(move || {
+                let worker = scan_worker.as_ref().filter(|_| scanning);
+                let outcome = crate::priority::run_blocking(worker, move || {
                     indexer::process_path(&shared_for_task, &path)
                 })
                 .await;
-                if let Ok(outcome) = outcome {
+                if let Some(outcome) = outcome {
                     note_scan_progress(&shared, &outcome);
                 }
             }
@@ -533,11 +542,13 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
                 if let Err(err) = shared.index.set_bulk_writes(true) {
                     tracing::error!(%err, "index");
                 }
+                scanning = true;
                 let shared_for_task = shared.clone();
-                let paths =
-                    tokio::task::spawn_blocking(move || indexer::scan_roots(&shared_for_task))
-                        .await
-                        .unwrap_or_default();
+                let paths = crate::priority::run_blocking(scan_worker.as_ref(), move || {
+                    indexer::scan_roots(&shared_for_task)
+                })
+                .await
+                .unwrap_or_default();
                 {
                     let mut scan = shared.scan.lock().unwrap();
                     *scan = ScanProgress {
@@ -553,6 +564,7 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
                 first_scan = false;
             }
             Work::ScanDone { first } => {
+                scanning = queue.iter().any(|w| matches!(w, Work::ScanDone { .. }));
                 let index = shared.index.clone();
                 if let Ok(Err(err)) =
                     tokio::task::spawn_blocking(move || index.set_bulk_writes(false)).await

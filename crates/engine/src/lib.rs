@@ -13,6 +13,7 @@ mod gateway;
 mod indexer;
 pub mod limits;
 pub mod power;
+mod priority;
 mod status;
 mod store;
 mod watcher;

@@ -14,7 +14,8 @@
 //!   super-POM (Gradle's own `mavenCentral()` points at the same repository), or the origin is marked public.
 //! * Eviction: Gradle deletes entries unused for 30 days itself; the watcher sees the deletes under the root.
 //!
-//! No Gradle client runs in the tests (Debian's is 4.4.1 and large): fixtures follow this documented layout.
+//! tests/gradle.rs runs the real `gradle` (Debian's 4.4.1, `metadata-2.36`) against local repositories; the unit
+//! tests below use fixtures in the documented layout (newer `metadata-2.*` versions store URLs the same way).
 
 use std::fs;
 use std::io::Read;

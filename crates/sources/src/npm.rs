@@ -301,6 +301,42 @@ impl CacheSource for NpmSource {
         self.content_hex(path).is_some()
     }
 
+    /// An index bucket: cacache moves the blob into place BEFORE it appends the index line, so a blob described
+    /// while its line was still missing (longer than the short wait in `describe`) is looked at again when the
+    /// line lands. Only tarball entries whose blob exists are returned (not packuments).
+    fn artifacts_for_sidecar(&self, path: &Path) -> Vec<PathBuf> {
+        if path.strip_prefix(self.cacache.join("index-v5")).is_err() {
+            return Vec::new();
+        }
+        let readable = fs::symlink_metadata(path)
+            .is_ok_and(|m| m.file_type().is_file() && m.len() <= MAX_BUCKET_BYTES);
+        let Some(bytes) = readable.then(|| fs::read(path).ok()).flatten() else {
+            return Vec::new();
+        };
+        let mut blobs: Vec<PathBuf> = Vec::new();
+        for entry in parse_index_bucket(&bytes) {
+            let tarball = entry
+                .key
+                .strip_prefix(REQUEST_CACHE)
+                .is_some_and(|url| parse_tarball_url(url).is_some())
+                || entry.key.starts_with(PACOTE_TARBALL);
+            let Some(digest) = parse_sri_sha512(&entry.integrity).filter(|_| tarball) else {
+                continue;
+            };
+            let hex = hex::encode(digest);
+            let blob = self
+                .cacache
+                .join("content-v2/sha512")
+                .join(&hex[..2])
+                .join(&hex[2..4])
+                .join(&hex[4..]);
+            if blob.is_file() && !blobs.contains(&blob) {
+                blobs.push(blob);
+            }
+        }
+        blobs
+    }
+
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact> {
         let hex = self.content_hex(path).ok_or(NotAnArtifact::NotCandidate)?;
         let meta = self.check_confinement(path)?;

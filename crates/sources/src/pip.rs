@@ -29,8 +29,10 @@
 //!   sha256 is computed from the body, and offered as the registry checksum ONLY when the cache key proves the body
 //!   is that index's response for the file URL (and, for the default index, the blake2b path proves the content).
 //!   An unproven body gets no checksum.
-//! * **Not supported.** pip before 23.3 keeps the body inline in a msgpack file under `http/`; pkgseed indexes
-//!   whole files, so those entries are not seedable (they are not candidates).
+//! * **Not supported.** pip before 23.3 keeps the body inline in a msgpack file under `http/` (the response's
+//!   metadata and body in one file). pkgseed serves whole files only (one read per file, blocks mapped to file
+//!   offsets of an artifact that IS the registry's bytes), so those entries are not candidates; an `http/` dir
+//!   under pip's cache dir is listed in status as a cache "found, not seedable" (crate::unseedable).
 //! * **Eviction.** `pip cache purge` / `pip cache remove` delete the files; the engine's watcher withdraws them.
 
 use std::collections::HashMap;
@@ -902,7 +904,7 @@ pub fn pip_config(env: &SourceEnv) -> Option<PipConfig> {
 }
 
 /// pip's platform default cache dir without asking pip.
-fn default_cache_dir(env: &SourceEnv) -> Option<PathBuf> {
+pub(crate) fn default_cache_dir(env: &SourceEnv) -> Option<PathBuf> {
     if cfg!(windows) {
         return env
             .var("LOCALAPPDATA")

@@ -405,6 +405,41 @@ fn an_entry_appended_just_after_the_blob_is_waited_for() {
 }
 
 #[test]
+fn an_index_line_that_lands_late_points_back_at_its_blob() {
+    let cache = Cache::new();
+    let bytes = b"blob before index";
+    let path = cache.put_content(bytes);
+    let source = cache.source(policy());
+    let key = url_key("https://registry.test/late/-/late-1.0.0.tgz");
+    // Described before its line exists (past the short wait): not seeded yet.
+    assert!(matches!(
+        source.describe(&path),
+        Err(NotAnArtifact::NoChecksum(_))
+    ));
+    cache.insert(&key, Some(&sri(bytes)));
+    // The bucket names the blob, so the engine looks at it again at once.
+    assert_eq!(
+        source.artifacts_for_sidecar(&cache.bucket(&key)),
+        vec![path.clone()]
+    );
+    assert_eq!(source.describe(&path).unwrap().name, "late");
+    // A packument entry, an entry whose blob is absent, and paths outside index-v5 point at nothing.
+    let packument = b"{\"name\":\"late\"}";
+    cache.put_content(packument);
+    let pkey = url_key("https://registry.test/late");
+    cache.insert(&pkey, Some(&sri(packument)));
+    assert!(source
+        .artifacts_for_sidecar(&cache.bucket(&pkey))
+        .is_empty());
+    let gone = url_key("https://registry.test/gone/-/gone-1.0.0.tgz");
+    cache.insert(&gone, Some(&sri(b"never stored")));
+    assert!(source
+        .artifacts_for_sidecar(&cache.bucket(&gone))
+        .is_empty());
+    assert!(source.artifacts_for_sidecar(&path).is_empty());
+}
+
+#[test]
 fn integrity_mismatch_with_the_content_address_is_ignored() {
     let cache = Cache::new();
     let path = cache.put_content(b"one");
