@@ -393,8 +393,10 @@ mod tests {
     /// Two large configs (~100 KB each, so a torn write would show) a crash test alternates between.
     fn crash_test_configs() -> (Config, Config) {
         let mut a = Config::default();
-        let mut b = Config::default();
-        b.network = "local".into();
+        let mut b = Config {
+            network: "local".into(),
+            ..Config::default()
+        };
         for i in 0..2000 {
             a.origins
                 .public

@@ -600,7 +600,7 @@ fn note_scan_progress(shared: &Shared, outcome: &Outcome) {
         scan.bytes_hashed += hashed_bytes;
     }
     // A progress event every 256 files keeps a 100k-file first scan visible without flooding subscribers.
-    if scan.files_done % 256 == 0 || scan.files_done == scan.files_total {
+    if scan.files_done.is_multiple_of(256) || scan.files_done == scan.files_total {
         let progress = scan.clone();
         drop(scan);
         shared.emit(EngineEvent::ScanProgress(progress));
