@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::dirs::EngineDirs;
 use crate::indexer::{self, Outcome};
 use crate::status::{
-    ArtifactView, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress, Status,
+    ArtifactView, CacheStatus, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress, Status,
 };
 use crate::{fs_util, watcher, EngineError};
 
@@ -196,6 +196,7 @@ impl Engine {
             paused: AtomicBool::new(paused),
             policy: Mutex::new(crate::limits::PolicyState {
                 month: crate::limits::MonthlyUsage::load(&dirs_data_dir),
+                traffic: crate::traffic::TrafficTotals::load(&dirs_data_dir),
                 ..Default::default()
             }),
             clock: Arc::new(crate::limits::SystemClock),
@@ -314,10 +315,22 @@ impl Engine {
             identity_warning,
             index_disk_bytes,
             cid_profile: shared.config.lock().unwrap().cid_profile.clone(),
+            caches: shared
+                .sources()
+                .iter()
+                .flat_map(|source| {
+                    source.roots().into_iter().map(|root| CacheStatus {
+                        ecosystem: source.ecosystem().to_string(),
+                        present: root.is_dir(),
+                        path: root.display().to_string(),
+                    })
+                })
+                .collect(),
             unseedable_caches: shared.unseedable.lock().unwrap().clone(),
             rescan_only_roots: shared.rescan_only_roots.lock().unwrap().clone(),
             restart_required: shared.restart_required.load(Ordering::SeqCst),
             limits: limits_status,
+            traffic: policy.traffic,
         }
     }
 
@@ -525,7 +538,7 @@ fn note_scan_progress(shared: &Shared, outcome: &Outcome) {
         scan.bytes_hashed += hashed_bytes;
     }
     // A progress event every 256 files keeps a 100k-file first scan visible without flooding subscribers.
-    if scan.files_done % 256 == 0 || scan.files_done == scan.files_total {
+    if scan.files_done.is_multiple_of(256) || scan.files_done == scan.files_total {
         let progress = scan.clone();
         drop(scan);
         shared.emit(EngineEvent::ScanProgress(progress));

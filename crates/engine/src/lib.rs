@@ -13,6 +13,7 @@ pub mod limits;
 pub mod power;
 mod status;
 mod store;
+pub mod traffic;
 mod watcher;
 
 use std::sync::Arc;
@@ -24,7 +25,8 @@ pub use dirs::EngineDirs;
 pub use engine::{Engine, EngineOptions};
 pub use error::EngineError;
 pub use status::{
-    ArtifactView, EcosystemCounts, EngineEvent, LimitsStatus, OriginStatus, ScanProgress, Status,
+    ArtifactView, CacheStatus, EcosystemCounts, EngineEvent, LimitsStatus, OriginStatus,
+    ScanProgress, Status,
 };
 
 use pkgseed_sources::{CacheSource, OriginMarks, SourceEnv};

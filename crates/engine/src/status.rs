@@ -24,6 +24,15 @@ pub struct OriginStatus {
     pub artifacts: u64,
 }
 
+/// One cache directory pkgseed scans and watches (`pkgseed status --json` → `caches`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStatus {
+    pub ecosystem: String,
+    pub path: String,
+    /// Whether the directory exists now (a package manager not used yet has none).
+    pub present: bool,
+}
+
 /// Progress of the current (or last) full scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanProgress {
@@ -58,6 +67,9 @@ pub struct Status {
     pub identity_warning: Option<String>,
     pub index_disk_bytes: u64,
     pub cid_profile: String,
+    /// The cache directories of the enabled ecosystems, scanned and watched.
+    #[serde(default)]
+    pub caches: Vec<CacheStatus>,
     /// Caches found that keep only extracted files: listed, never seeded.
     pub unseedable_caches: Vec<pkgseed_sources::UnseedableCache>,
     /// Cache roots the OS refused to watch (inotify limits); they are rescanned periodically instead.
@@ -66,6 +78,9 @@ pub struct Status {
     pub restart_required: bool,
     /// Caps in force, traffic counters, the month's upload, power state and disk use.
     pub limits: LimitsStatus,
+    /// Upload and download today, this month and all time (kept across restarts), for the dashboard's totals.
+    #[serde(default)]
+    pub traffic: crate::traffic::TrafficTotals,
 }
 
 /// The limits as the engine applies them now (`pkgseed status --json` → `limits`).
