@@ -11,8 +11,8 @@ const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
 const CHART_SAMPLES = 300;
 
 let config = null; // the settings in force, as the engine returned them
-let lastServed = null; // [time ms, bytes_served]
-const upSamples = [];
+let lastCounters = null; // [time ms, bytes uploaded, bytes downloaded] at the last poll
+const upSamples = []; // bytes per second, one per poll
 const downSamples = [];
 
 function showError(err) {
@@ -73,21 +73,35 @@ function renderStatus(status) {
   }));
 }
 
+// Rates from the deltas of the engine's bitswap counters (bytes sent and received where they cross the wire).
 function sample(status) {
   const now = Date.now();
+  const { bytes_uploaded: uploaded, bytes_downloaded: downloaded } = status.limits;
   let up = 0;
-  if (lastServed) {
-    const secs = (now - lastServed[0]) / 1000;
-    if (secs > 0) up = Math.max(0, status.bytes_served - lastServed[1]) / secs;
+  let down = 0;
+  if (lastCounters) {
+    const secs = (now - lastCounters[0]) / 1000;
+    if (secs > 0) {
+      // A counter that went back (the engine restarted) counts as no traffic.
+      up = Math.max(0, uploaded - lastCounters[1]) / secs;
+      down = Math.max(0, downloaded - lastCounters[2]) / secs;
+    }
   }
-  lastServed = [now, status.bytes_served];
+  lastCounters = [now, uploaded, downloaded];
   upSamples.push(up);
-  // The engine does not count downloaded bytes yet (it only serves); the line stays at zero until it does.
-  downSamples.push(0);
+  downSamples.push(down);
   while (upSamples.length > CHART_SAMPLES) { upSamples.shift(); downSamples.shift(); }
   $('up-rate').textContent = `${bytes(up)}/s`;
-  $('down-rate').textContent = `${bytes(0)}/s`;
+  $('down-rate').textContent = `${bytes(down)}/s`;
   drawChart();
+}
+
+function renderTotals(traffic) {
+  const periods = { today: traffic.today, month: traffic.this_month, all: traffic.all_time };
+  for (const [id, t] of Object.entries(periods)) {
+    $(`${id}-up`).textContent = bytes(t.uploaded_bytes);
+    $(`${id}-down`).textContent = bytes(t.downloaded_bytes);
+  }
 }
 
 function drawChart() {
@@ -96,7 +110,13 @@ function drawChart() {
   const w = canvas.width;
   const h = canvas.height;
   ctx.clearRect(0, 0, w, h);
-  const max = Math.max(1024, ...upSamples, ...downSamples);
+  const upPeak = Math.max(0, ...upSamples);
+  const downPeak = Math.max(0, ...downSamples);
+  // The peaks on screen, in bytes per second (also what the tests read).
+  canvas.dataset.upPeak = String(Math.round(upPeak));
+  canvas.dataset.downPeak = String(Math.round(downPeak));
+  canvas.dataset.samples = String(upSamples.length);
+  const max = Math.max(1024, upPeak, downPeak);
   const css = getComputedStyle(document.documentElement);
   ctx.strokeStyle = css.getPropertyValue('--line');
   ctx.strokeRect(0.5, 0.5, w - 1, h - 1);
@@ -123,7 +143,8 @@ function renderEcosystems(status) {
   if (body.rows.length !== ecosystemList.length) {
     body.replaceChildren(...ecosystemList.map((eco) => {
       const tr = document.createElement('tr');
-      tr.innerHTML = `<td></td><td><input type="checkbox" id="eco-${eco}"></td><td class="n"></td><td class="b"></td>`;
+      tr.innerHTML = `<td></td><td><input type="checkbox" id="eco-${eco}"></td><td class="n"></td><td class="b"></td>`
+        + `<td class="cache mono" id="cache-${eco}"></td>`;
       tr.cells[0].textContent = eco;
       tr.querySelector('input').addEventListener('change', (e) => toggleEcosystem(eco, e.target.checked));
       return tr;
@@ -134,6 +155,12 @@ function renderEcosystems(status) {
     const counts = status.ecosystems[eco] || { artifacts: 0, bytes: 0 };
     row.querySelector('.n').textContent = count(counts.artifacts);
     row.querySelector('.b').textContent = bytes(counts.bytes);
+    // Where the cache is (the enabled ecosystems' directories; a missing one is not used yet).
+    const caches = (status.caches || []).filter((c) => c.ecosystem === eco);
+    const cell = row.querySelector('.cache');
+    cell.textContent = caches.map((c) => c.path).join('\n');
+    cell.classList.toggle('absent', caches.length > 0 && caches.every((c) => !c.present));
+    cell.title = caches.map((c) => `${c.path}${c.present ? '' : ' (not found)'}`).join('\n');
     const box = row.querySelector('input');
     if (config && document.activeElement !== box) {
       box.checked = !(config.ecosystems[eco] && config.ecosystems[eco].enabled === false);
@@ -269,6 +296,7 @@ async function poll() {
   try {
     const [status, autostart] = await Promise.all([invoke('get_status'), invoke('get_autostart')]);
     renderStatus(status);
+    renderTotals(status.traffic);
     sample(status);
     if (document.activeElement !== $('autostart')) $('autostart').checked = autostart;
     document.body.dataset.ready = 'true';

@@ -5,12 +5,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { Builder, By, until, Capabilities } from 'selenium-webdriver';
-import { APP, makeHome, startSession, status, engineConfig, readText, sleep, waitFor } from './lib.mjs';
+import { APP, makeHome, startSession, status, engineConfig, readText, sleep, waitFor, heliaAskMissing } from './lib.mjs';
 
 const PORT = 4444 + Math.floor(Math.random() * 1000);
 
 test('the dashboard sets limits and ecosystems the engine applies', { timeout: 180000 }, async (t) => {
-  const { env, configDir } = makeHome('dashboard');
+  const { env, configDir, home } = makeHome('dashboard');
   const session = await startSession(env); // no keyring on this bus
   t.after(session.close);
   const driver = spawn('tauri-driver', ['--port', String(PORT), '--native-port', String(PORT + 1)], {
@@ -29,6 +29,12 @@ test('the dashboard sets limits and ecosystems the engine applies', { timeout: 1
   const before = await status(session.env);
   assert.equal(before.paused, false);
   assert.equal(before.identity_storage, 'file');
+
+  // Each cache with its path, as the engine reports it: cargo's is under this test's HOME.
+  const cargoCaches = before.caches.filter((c) => c.ecosystem === 'cargo');
+  assert.ok(cargoCaches.length > 0 && cargoCaches.every((c) => c.path.startsWith(home)), JSON.stringify(cargoCaches));
+  await waitFor('the cache paths', async () =>
+    (await browser.findElement(By.id('cache-cargo')).getText()).includes(cargoCaches[0].path), 10000);
 
   // Without a keyring the dashboard says so.
   const warning = await browser.findElement(By.id('identity-warning'));
@@ -65,6 +71,27 @@ test('the dashboard sets limits and ecosystems the engine applies', { timeout: 1
   await browser.wait(until.elementTextMatches(message, /pause_on_battery_below_percent/), 10000);
   assert.match(await message.getText(), /\(config\)$/);
   assert.equal((await engineConfig(session.env)).limits.pause_on_battery_below_percent, 30, 'the bad value was not applied');
+
+  // Traffic: a Helia peer asks the app for a block it lacks. The engine counts the want list it received (and its
+  // answer); the dashboard draws the download series from those counters and shows the totals from the status.
+  assert.equal((await status(session.env)).traffic.all_time.downloaded_bytes, 0, 'a fresh home starts at zero');
+  const asked = await heliaAskMissing(session.env);
+  assert.equal(asked.missing, true, 'the app does not serve what it does not have');
+  const counted = await waitFor('the engine to count the traffic', async () => {
+    const s = await status(session.env);
+    return s.limits.bytes_downloaded > 0 && s.traffic.all_time.downloaded_bytes === s.limits.bytes_downloaded && s;
+  }, 10000);
+  assert.equal(counted.traffic.today.downloaded_bytes, counted.traffic.all_time.downloaded_bytes);
+  assert.equal(counted.traffic.this_month.downloaded_bytes, counted.traffic.all_time.downloaded_bytes);
+  const chart = await browser.findElement(By.id('chart'));
+  const downPeak = await waitFor('the download series to rise', async () =>
+    Number(await chart.getAttribute('data-down-peak')) > 0 && Number(await chart.getAttribute('data-down-peak')),
+  10000);
+  assert.ok(downPeak <= counted.limits.bytes_downloaded * 4, `a rate from the counters: ${downPeak} B/s`);
+  assert.ok(Number(await chart.getAttribute('data-samples')) > 1, 'samples from several polls');
+  await waitFor('the totals from the status', async () =>
+    (await browser.findElement(By.id('all-down')).getText()) !== '0 B'
+    && (await browser.findElement(By.id('today-down')).getText()) !== '0 B', 10000);
 
   // Pause from the dashboard reaches the engine.
   await browser.findElement(By.id('pause')).click();

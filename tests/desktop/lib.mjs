@@ -4,13 +4,14 @@ import { spawn, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const run = promisify(execFile);
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const TARGET = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
+export const TARGET = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
 export const APP = process.env.PKGSEED_DESKTOP_BIN || path.join(TARGET, 'debug/pkgseed-desktop');
 export const CLI = process.env.PKGSEED_BIN || path.join(TARGET, 'debug/pkgseed');
 export const NO_SERVICES = path.join(ROOT, 'tests/desktop/session-no-services.conf');
@@ -84,6 +85,20 @@ export function launchApp(env, args = [], bin = APP) {
   return proc;
 }
 
+/**
+ * Starts the app (tray only, unless `args` say otherwise) in a new private session with `env`'s HOME, and waits for
+ * its tray item on the bus and its engine on the control socket. The session and the app end with the test.
+ */
+export async function startAppInSession(t, env, { bin = APP, args = ['--minimized'] } = {}) {
+  const session = await startSession(env);
+  t.after(session.close);
+  const app = launchApp(session.env, args, bin);
+  t.after(app.stop);
+  const tray = await waitFor('the tray item on the bus', () => findTrayItem(session.env), 60000);
+  await waitFor('the engine', () => status(session.env), 60000);
+  return { env: session.env, tray, app, session };
+}
+
 /** `pkgseed status --json` (or another CLI command) against the app's control socket. */
 export async function cli(env, ...args) {
   const { stdout } = await run(CLI, args, { env, timeout: 20000 });
@@ -92,6 +107,23 @@ export async function cli(env, ...args) {
 
 export async function status(env) {
   return JSON.parse(await cli(env, 'status', '--json'));
+}
+
+/**
+ * Bitswap traffic with the app, from a Helia peer over loopback (`tests/js/helia-fetch.mjs`): asks the app's node for
+ * a block it does not have (a CID of fresh random bytes), so the app receives a want list and answers it.
+ */
+export async function heliaAskMissing(env, seconds = 3) {
+  const s = await status(env);
+  const addr = s.listen_addrs.find((a) => a.startsWith('/ip4/127.0.0.1/tcp/'));
+  if (!addr) throw new Error(`no loopback TCP address: ${s.listen_addrs}`);
+  const file = path.join(env.HOME, 'not-seeded.bin');
+  writeFileSync(file, randomBytes(4096));
+  const cid = (await cli(env, 'cid', file)).trim().split(/\s+/)[0];
+  const { stdout } = await run(process.execPath, [path.join(ROOT, 'tests/js/helia-fetch.mjs'), '--peer',
+    `${addr}/p2p/${s.peer_id}`, '--expect-missing', cid, '--missing-seconds', String(seconds),
+    '--out-dir', path.join(env.HOME, 'helia-out')], { cwd: path.join(ROOT, 'tests/js'), timeout: 120000 });
+  return JSON.parse(stdout.trim().split('\n').pop());
 }
 
 /** Polls `fn` until it returns a truthy value, or fails with `what`. */
@@ -186,3 +218,17 @@ export async function pixel(file, x, y) {
 }
 
 export const readText = (file) => readFileSync(file, 'utf8');
+
+/**
+ * The program and arguments of a Desktop Entry's `Exec=` line (as a session manager runs a login item): quoted
+ * arguments keep their spaces and lose their backslash escapes (Desktop Entry spec, "The Exec key").
+ */
+export function execLine(desktopEntryText) {
+  const line = /^Exec=(.*)$/m.exec(desktopEntryText);
+  if (!line) throw new Error('no Exec= line');
+  const args = [];
+  const re = /"((?:[^"\\]|\\.)*)"|(\S+)/g;
+  let m;
+  while ((m = re.exec(line[1]))) args.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]);
+  return { exec: line[1], program: args[0], args: args.slice(1) };
+}

@@ -32,7 +32,14 @@ test('screenshots of the dashboard and the tray menu', { timeout: 180000, skip }
   await waitFor('the engine', async () => (await status(session.env)).first_scan_done, 60000);
   await sleep(4000); // the dashboard's first polls and chart samples
   mkdirSync(OUT, { recursive: true });
-  await shot(session.env, path.join(OUT, 'dashboard.png'));
+  // On a loaded machine the webview may not have painted yet: a blank window is one flat colour, a painted
+  // dashboard (text, badges, the chart) has many.
+  const dashboard = path.join(OUT, 'dashboard.png');
+  await waitFor('the dashboard to be painted', async () => {
+    await shot(session.env, dashboard);
+    const { stdout: colours } = await run('convert', [dashboard, '-crop', '1000x760+0+0', '-format', '%k', 'info:']);
+    return Number(colours) > 100;
+  }, 60000);
 
   // Open the tray menu: the systray is the panel's last plugin, at its right end.
   const { stdout } = await run('xdotool', ['search', '--class', 'xfce4-panel'], { env: session.env });

@@ -5,18 +5,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { APP, makeHome, startSession, launchApp, status, waitFor, findTrayItem, menuItems, clickMenuItem,
-  trayProperty, pixel } from './lib.mjs';
+import { APP, makeHome, startAppInSession, status, waitFor, menuItems, clickMenuItem,
+  trayProperty, pixel, execLine } from './lib.mjs';
 
 async function startApp(t, name, { bin = APP } = {}) {
   const home = makeHome(name);
-  const session = await startSession(home.env);
-  t.after(session.close);
-  const app = launchApp(session.env, ['--minimized'], bin);
-  t.after(app.stop);
-  const tray = await waitFor('the tray item on the bus', () => findTrayItem(session.env), 60000);
-  await waitFor('the engine', () => status(session.env), 60000);
-  return { ...home, env: session.env, tray, app };
+  return { ...home, ...(await startAppInSession(t, home.env, { bin })) };
 }
 
 /** Where the panel is told to read the icon: IconThemePath + IconName (a PNG the app wrote). */
@@ -70,10 +64,11 @@ test('Start on login writes a login item that survives a path with a space', { t
 
   await clickMenuItem(env, tray, 'Start on login');
   const text = await waitFor('the login item', () => existsSync(entry) && readFileSync(entry, 'utf8'), 5000);
-  const exec = /^Exec=(.*)$/m.exec(text)[1];
+  const { exec, program, args } = execLine(text);
   // Desktop Entry spec: a quoted argument keeps its spaces.
   assert.equal(exec, `"${bin}" --minimized`);
-  const program = /^"((?:[^"\\]|\\.)*)"/.exec(exec)[1].replace(/\\\\(.)/g, '$1');
+  assert.equal(program, bin);
+  assert.deepEqual(args, ['--minimized']);
   assert.ok(existsSync(program), `the Exec program exists: ${program}`);
   await waitFor('the menu item to be checked', async () =>
     (await menuItems(env, tray)).find((i) => i.label === 'Start on login').toggleState === 1, 5000);

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::dirs::EngineDirs;
 use crate::indexer::{self, Outcome};
 use crate::status::{
-    ArtifactView, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress, Status,
+    ArtifactView, CacheStatus, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress, Status,
 };
 use crate::{fs_util, watcher, EngineError};
 
@@ -211,6 +211,7 @@ impl Engine {
             paused: AtomicBool::new(paused),
             policy: Mutex::new(crate::limits::PolicyState {
                 month: crate::limits::MonthlyUsage::load(&dirs_data_dir),
+                traffic: crate::traffic::TrafficTotals::load(&dirs_data_dir),
                 ..Default::default()
             }),
             clock: Arc::new(crate::limits::SystemClock),
@@ -365,11 +366,23 @@ impl Engine {
             identity_warning,
             index_disk_bytes,
             cid_profile: shared.config.lock().unwrap().cid_profile.clone(),
+            caches: shared
+                .sources()
+                .iter()
+                .flat_map(|source| {
+                    source.roots().into_iter().map(|root| CacheStatus {
+                        ecosystem: source.ecosystem().to_string(),
+                        present: root.is_dir(),
+                        path: root.display().to_string(),
+                    })
+                })
+                .collect(),
             unseedable_caches: shared.unseedable.lock().unwrap().clone(),
             rescan_only_roots: shared.rescan_only_roots.lock().unwrap().clone(),
             restart_required: shared.restart_required.load(Ordering::SeqCst),
             limits: limits_status,
             gateway: self.gateway.status(),
+            traffic: policy.traffic,
         }
     }
 

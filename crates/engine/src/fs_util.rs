@@ -1,4 +1,4 @@
-//! Small filesystem helpers: atomic writes and private directories.
+//! Small filesystem helpers: atomic writes, small JSON state files and private directories.
 
 use std::io::Write;
 use std::path::Path;
@@ -22,6 +22,29 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
         let _ = dir.sync_all();
     }
     Ok(())
+}
+
+/// Reads a small JSON state file; a missing one gives the default, an unreadable one too, with a warning naming `what`.
+pub(crate) fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+    what: &str,
+) -> T {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|err| {
+            tracing::warn!(path = %path.display(), %err, "unreadable {what}; starting from zero");
+            T::default()
+        }),
+        Err(_) => T::default(),
+    }
+}
+
+/// Writes a small JSON state file atomically.
+pub(crate) fn write_json_atomically<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+) -> std::io::Result<()> {
+    let text = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    write_atomically(path, &text)
 }
 
 /// Creates `dir` (and parents) readable by the user only.

@@ -16,6 +16,7 @@ pub mod power;
 mod priority;
 mod status;
 mod store;
+pub mod traffic;
 mod watcher;
 
 use std::sync::Arc;
@@ -28,8 +29,8 @@ pub use engine::{Engine, EngineOptions};
 pub use error::EngineError;
 pub use gateway::{parse_gateway_listen_addr, DEFAULT_GATEWAY_LISTEN_ADDR};
 pub use status::{
-    ArtifactView, EcosystemCounts, EngineEvent, GatewayStatus, LimitsStatus, OriginStatus,
-    ScanProgress, Status,
+    ArtifactView, CacheStatus, EcosystemCounts, EngineEvent, GatewayStatus, LimitsStatus,
+    OriginStatus, ScanProgress, Status,
 };
 
 use pkgseed_sources::{CacheSource, OriginMarks, SourceEnv};

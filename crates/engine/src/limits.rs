@@ -36,6 +36,8 @@ pub struct LocalTime {
     pub year: i32,
     /// 1 to 12.
     pub month: u32,
+    /// Day of the month, 1 to 31.
+    pub day: u32,
     /// 0 = Monday … 6 = Sunday (the order of [`WEEKDAYS`]).
     pub weekday: u32,
     /// Minutes after local midnight.
@@ -46,6 +48,11 @@ impl LocalTime {
     /// `YYYY-MM`: the key the monthly upload count is kept under.
     pub fn month_key(&self) -> String {
         format!("{:04}-{:02}", self.year, self.month)
+    }
+
+    /// `YYYY-MM-DD`: the key the day's traffic is counted under.
+    pub fn day_key(&self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
     }
 }
 
@@ -65,6 +72,7 @@ impl Clock for SystemClock {
         LocalTime {
             year: now.year(),
             month: now.month(),
+            day: now.day(),
             weekday: now.weekday().num_days_from_monday(),
             minute_of_day: now.hour() * 60 + now.minute(),
         }
@@ -199,19 +207,11 @@ impl MonthlyUsage {
 
     /// A missing or unreadable file starts from zero (with a warning for the unreadable one).
     pub fn load(data_dir: &Path) -> MonthlyUsage {
-        let path = MonthlyUsage::path(data_dir);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|err| {
-                tracing::warn!(path = %path.display(), %err, "unreadable monthly upload count; starting from zero");
-                MonthlyUsage::default()
-            }),
-            Err(_) => MonthlyUsage::default(),
-        }
+        crate::fs_util::read_json_or_default(&MonthlyUsage::path(data_dir), "monthly upload count")
     }
 
     pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
-        let text = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        crate::fs_util::write_atomically(&MonthlyUsage::path(data_dir), &text)
+        crate::fs_util::write_json_atomically(&MonthlyUsage::path(data_dir), self)
     }
 }
 
@@ -220,13 +220,17 @@ impl MonthlyUsage {
 pub(crate) struct PolicyState {
     pub power: PowerState,
     pub month: MonthlyUsage,
-    pub month_dirty: bool,
+    /// Upload and download today, this month and all time, for the dashboard.
+    pub traffic: crate::traffic::TrafficTotals,
+    /// The month's upload or the traffic totals changed since they were last written.
+    pub usage_dirty: bool,
     pub reasons: Vec<&'static str>,
     pub upload_bytes_per_sec: u64,
     pub download_bytes_per_sec: u64,
     pub alt_active: bool,
-    /// The node's upload counter at the last tick.
+    /// The node's upload and download counters at the last tick.
     pub last_uploaded_total: u64,
+    pub last_downloaded_total: u64,
 }
 
 /// One artifact in pkgseed's own store, for eviction.
@@ -271,8 +275,9 @@ pub(crate) fn apply(shared: &Shared, now: LocalTime) {
     let user_paused = shared.paused.load(Ordering::SeqCst);
     let (reasons, up, down) = {
         let mut policy = shared.policy.lock().unwrap();
-        if policy.month.roll(now) {
-            policy.month_dirty = true;
+        // Both, even when the first changes: `|` does not short-circuit.
+        if policy.month.roll(now) | policy.traffic.roll(now) {
+            policy.usage_dirty = true;
         }
         let reasons = pause_reasons(
             user_paused,
@@ -304,14 +309,19 @@ pub(crate) async fn run(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
     loop {
         tick.tick().await;
         let now = clock.now();
-        let (uploaded, _) = shared.node.traffic();
+        let (uploaded, downloaded) = shared.node.traffic();
         {
             let mut policy = shared.policy.lock().unwrap();
-            let delta = uploaded.saturating_sub(policy.last_uploaded_total);
+            let up_delta = uploaded.saturating_sub(policy.last_uploaded_total);
+            let down_delta = downloaded.saturating_sub(policy.last_downloaded_total);
             policy.last_uploaded_total = uploaded;
-            if delta > 0 {
-                policy.month.add(now, delta);
-                policy.month_dirty = true;
+            policy.last_downloaded_total = downloaded;
+            if up_delta > 0 {
+                policy.month.add(now, up_delta);
+            }
+            if up_delta > 0 || down_delta > 0 {
+                policy.traffic.add(now, up_delta, down_delta);
+                policy.usage_dirty = true;
             }
         }
         apply(&shared, now);
@@ -323,19 +333,28 @@ pub(crate) async fn run(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
     }
 }
 
-/// Writes the month's upload count if it changed since the last write.
+/// Writes the month's upload count and the traffic totals if they changed since the last write.
 pub(crate) fn save_usage(shared: &Shared) {
-    let month = {
+    let (month, traffic) = {
         let mut policy = shared.policy.lock().unwrap();
-        if !policy.month_dirty {
+        if !policy.usage_dirty {
             return;
         }
-        policy.month_dirty = false;
-        policy.month.clone()
+        policy.usage_dirty = false;
+        (policy.month.clone(), policy.traffic.clone())
     };
-    if let Err(err) = month.save(&shared.dirs.data_dir) {
-        tracing::warn!(%err, "cannot save the monthly upload count");
-        shared.policy.lock().unwrap().month_dirty = true;
+    let data_dir = &shared.dirs.data_dir;
+    let saved = month
+        .save(data_dir)
+        .map_err(|err| format!("the monthly upload count: {err}"))
+        .and_then(|()| {
+            traffic
+                .save(data_dir)
+                .map_err(|err| format!("the traffic totals: {err}"))
+        });
+    if let Err(err) = saved {
+        tracing::warn!("cannot save {err}");
+        shared.policy.lock().unwrap().usage_dirty = true;
     }
 }
 
@@ -365,6 +384,7 @@ mod tests {
         LocalTime {
             year: 2026,
             month: 11,
+            day: 30,
             weekday,
             minute_of_day: hour * 60 + minute,
         }
@@ -495,6 +515,7 @@ mod tests {
         let clock = TestClock::new(LocalTime {
             year: 2026,
             month: 12,
+            day: 1,
             weekday: 2,
             minute_of_day: 600,
         });
@@ -520,6 +541,7 @@ mod tests {
         clock.set(LocalTime {
             year: 2027,
             month: 1,
+            day: 1,
             weekday: 4,
             minute_of_day: 0,
         });

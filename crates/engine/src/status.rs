@@ -24,6 +24,15 @@ pub struct OriginStatus {
     pub artifacts: u64,
 }
 
+/// One cache directory pkgseed scans and watches (`pkgseed status --json` → `caches`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStatus {
+    pub ecosystem: String,
+    pub path: String,
+    /// Whether the directory exists now (a package manager not used yet has none).
+    pub present: bool,
+}
+
 /// Progress of the current (or last) full scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanProgress {
@@ -58,6 +67,9 @@ pub struct Status {
     pub identity_warning: Option<String>,
     pub index_disk_bytes: u64,
     pub cid_profile: String,
+    /// The cache directories of the enabled ecosystems, scanned and watched.
+    #[serde(default)]
+    pub caches: Vec<CacheStatus>,
     /// Caches found that keep only extracted files: listed, never seeded.
     pub unseedable_caches: Vec<pkgseed_sources::UnseedableCache>,
     /// Cache roots the OS refused to watch (inotify limits); they are rescanned periodically instead.
@@ -69,6 +81,9 @@ pub struct Status {
     /// The local trustless gateway.
     #[serde(default)]
     pub gateway: GatewayStatus,
+    /// Upload and download today, this month and all time (kept across restarts), for the dashboard's totals.
+    #[serde(default)]
+    pub traffic: crate::traffic::TrafficTotals,
 }
 
 /// The local trustless gateway (`pkgseed status --json` → `gateway`).
