@@ -318,6 +318,9 @@ impl Engine {
             rescan_only_roots: shared.rescan_only_roots.lock().unwrap().clone(),
             restart_required: shared.restart_required.load(Ordering::SeqCst),
             limits: limits_status,
+            runtime_tasks: tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks() as u64,
         }
     }
 

@@ -66,6 +66,10 @@ pub struct Status {
     pub restart_required: bool,
     /// Caps in force, traffic counters, the month's upload, power state and disk use.
     pub limits: LimitsStatus,
+    /// Tokio tasks alive in the daemon's runtime (node, swarm connections, engine): after peers leave it must come
+    /// back to its idle value, so a leak shows as growth (the load test checks it).
+    #[serde(default)]
+    pub runtime_tasks: u64,
 }
 
 /// The limits as the engine applies them now (`pkgseed status --json` → `limits`).
