@@ -808,7 +808,12 @@ fn cargo_slice() {
             );
             let r = dht_find_providers(&peer, &[&cid], 20);
             let after = r.providers(&cid, &me);
-            assert_eq!(after, std::slice::from_ref(&me), "after resume\n{}", r.output.describe());
+            assert_eq!(
+                after,
+                std::slice::from_ref(&me),
+                "after resume\n{}",
+                r.output.describe()
+            );
         },
     );
 

@@ -383,6 +383,9 @@ impl Engine {
             limits: limits_status,
             gateway: self.gateway.status(),
             traffic: policy.traffic,
+            runtime_tasks: tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks() as u64,
         }
     }
 

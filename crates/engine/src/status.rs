@@ -84,6 +84,10 @@ pub struct Status {
     /// Upload and download today, this month and all time (kept across restarts), for the dashboard's totals.
     #[serde(default)]
     pub traffic: crate::traffic::TrafficTotals,
+    /// Tokio tasks alive in the daemon's runtime (node, swarm connections, engine): after peers leave it must come
+    /// back to its idle value, so a leak shows as growth (the load test checks it).
+    #[serde(default)]
+    pub runtime_tasks: u64,
 }
 
 /// The local trustless gateway (`pkgseed status --json` → `gateway`).

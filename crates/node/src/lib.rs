@@ -7,6 +7,7 @@
 //! Environment: `PKGSEED_KEYRING=off` makes [`load_or_create_identity`] skip the OS keyring and use the 0600 file
 //! `<data_dir>/identity.key` (CI and tests without a session bus). See `docs/bitswap.md` for the design.
 
+mod behaviour;
 mod bitswap;
 mod dht;
 mod identity;
@@ -90,6 +91,10 @@ pub struct NodeStats {
     pub bytes_uploaded: u64,
     /// Bitswap bytes received since start (what the download cap limits).
     pub bytes_downloaded: u64,
+    /// Inbound bitswap streams accepted since start.
+    pub inbound_streams_accepted: u64,
+    /// Inbound bitswap streams reset unread (over the per-peer bound, or during shutdown); logged as they happen.
+    pub inbound_streams_refused: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,12 +145,17 @@ impl Node {
 
         let shared = Arc::new(dht::DhtShared::default());
         let (dht_tx, dht_rx) = mpsc::unbounded();
-        let behaviour = dht::DhtBehaviour::new(
-            peer_id,
-            network == NetworkProfile::Local,
-            dht_rx,
-            Arc::clone(&shared),
-        );
+        let counters = Arc::new(bitswap::Counters::default());
+        let (inbound_tx, inbound_rx) = mpsc::unbounded();
+        let behaviour = behaviour::NodeBehaviour {
+            dht: dht::DhtBehaviour::new(
+                peer_id,
+                network == NetworkProfile::Local,
+                dht_rx,
+                Arc::clone(&shared),
+            ),
+            bitswap: bitswap::inbound::InboundBehaviour::new(inbound_tx, Arc::clone(&counters)),
+        };
 
         // rust-ipfs's builder future is not `Send` (it holds the boxed custom-behaviour constructor); drive it on a
         // helper thread against this runtime so `Node::start` stays `Send` for callers that spawn it.
@@ -170,7 +180,6 @@ impl Node {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let paused = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(bitswap::Counters::default());
         let rate_limits = Arc::new(limits::Limits::default());
 
         let control = match ipfs.stream_control().await {
@@ -188,13 +197,7 @@ impl Node {
             Arc::clone(&rate_limits),
             shutdown_rx.clone(),
         );
-        let mut tasks = match responder.start() {
-            Ok(t) => t,
-            Err(e) => {
-                ipfs.exit_daemon().await;
-                return Err(NodeError::Start(format!("bitswap: {e}")));
-            }
-        };
+        let mut tasks = vec![responder.start(inbound_rx)];
         tasks.push(tokio::spawn(dht::announcer(
             Arc::clone(&shared),
             dht_tx.clone(),
@@ -341,6 +344,16 @@ impl Node {
             announce_queue_len,
             bytes_uploaded: self.inner.counters.bytes_uploaded.load(Ordering::Relaxed),
             bytes_downloaded: self.inner.counters.bytes_downloaded.load(Ordering::Relaxed),
+            inbound_streams_accepted: self
+                .inner
+                .counters
+                .inbound_streams_accepted
+                .load(Ordering::Relaxed),
+            inbound_streams_refused: self
+                .inner
+                .counters
+                .inbound_streams_refused
+                .load(Ordering::Relaxed),
         }
     }
 

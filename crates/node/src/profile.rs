@@ -4,7 +4,7 @@ use rust_ipfs::builder::IpfsBuilder;
 use rust_ipfs::p2p::IdentifyConfiguration;
 use rust_ipfs::{Keypair, Multiaddr, PeerId, Protocol};
 
-use crate::dht::DhtBehaviour;
+use crate::behaviour::NodeBehaviour;
 use crate::NetworkProfile;
 
 /// Keep idle connections: a peer that connected and idles (Helia keeps them) must still be served later.
@@ -38,23 +38,23 @@ pub fn bootstrap_peers() -> Vec<(PeerId, Multiaddr)> {
         .collect()
 }
 
-/// Identity, transports, identify, ping, streams and our Kademlia; no rust-ipfs bitswap or Kademlia, no mDNS,
-/// relay, UPnP or autonat in either profile.
+/// Identity, transports, identify, ping, streams (outbound bitswap replies) and our behaviour (Kademlia, inbound
+/// bitswap); no rust-ipfs bitswap or Kademlia, no mDNS, relay, UPnP or autonat in either profile.
 pub fn builder(
     profile: NetworkProfile,
     keypair: &Keypair,
     listen: Vec<Multiaddr>,
-    dht: DhtBehaviour,
-) -> std::io::Result<IpfsBuilder<DhtBehaviour>> {
+    behaviour: NodeBehaviour,
+) -> std::io::Result<IpfsBuilder<NodeBehaviour>> {
     let identify = IdentifyConfiguration {
         agent_version: format!("pkgseed/{}", env!("CARGO_PKG_VERSION")),
         ..Default::default()
     };
-    let mut builder = IpfsBuilder::<DhtBehaviour>::with_keypair(keypair)?
+    let mut builder = IpfsBuilder::<NodeBehaviour>::with_keypair(keypair)?
         .with_identify(identify)
         .with_ping(Default::default())
         .with_streams()
-        .with_custom_behaviour(move |_| Ok(dht))
+        .with_custom_behaviour(move |_| Ok(behaviour))
         .enable_tcp()
         .set_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT_SECS)
         .set_listening_addrs(listen);

@@ -256,9 +256,12 @@ async fn old_versions_and_presences_on_the_wire() {
     client.exit_daemon().await;
 }
 
+/// Inbound streams opened in one burst.
+const BURST_STREAMS: u32 = 100;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_inbound_streams_are_all_answered() {
-    let blocks: Vec<Vec<u8>> = (0..40u32)
+    let blocks: Vec<Vec<u8>> = (0..BURST_STREAMS)
         .map(|i| format!("block {i}").into_bytes())
         .collect();
     let store = MemStore(
@@ -284,22 +287,22 @@ async fn many_concurrent_inbound_streams_are_all_answered() {
             });
         }
     });
-    // All streams stay open at once (none closed before all were written), each opened like Helia does: one after
-    // the other. Opening dozens within the same instant can still lose streams inside libp2p-stream (its accept
-    // channel has one slot; see docs/bitswap.md, known limits), so the test does not burst.
-    let mut streams = Vec::new();
-    for b in &blocks {
-        let mut s = control
-            .open_stream(node.peer_id(), proto.clone())
-            .await
-            .unwrap();
-        s.write_all(&want_message(&[(raw_cid(b), false, true, false)]))
-            .await
-            .unwrap();
-        s.flush().await.unwrap();
-        streams.push(s);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // A burst: every stream is opened and written at the same time, and all stay open until all were written (the
+    // node accepts inbound streams in its own connection handler; libp2p-stream's one-slot accept channel used to
+    // drop some of these).
+    let streams = futures::future::join_all(blocks.iter().map(|b| {
+        let mut control = control.clone();
+        let proto = proto.clone();
+        let peer = node.peer_id();
+        let message = want_message(&[(raw_cid(b), false, true, false)]);
+        async move {
+            let mut s = control.open_stream(peer, proto).await.unwrap();
+            s.write_all(&message).await.unwrap();
+            s.flush().await.unwrap();
+            s
+        }
+    }))
+    .await;
     for mut s in streams {
         s.close().await.unwrap();
     }
@@ -315,7 +318,10 @@ async fn many_concurrent_inbound_streams_are_all_answered() {
         got.insert(data);
     }
     reader.abort();
-    assert_eq!(node.stats().await.blocks_served, blocks.len() as u64);
+    let stats = node.stats().await;
+    assert_eq!(stats.blocks_served, blocks.len() as u64);
+    assert_eq!(stats.inbound_streams_accepted, blocks.len() as u64);
+    assert_eq!(stats.inbound_streams_refused, 0);
     node.shutdown().await;
     client.exit_daemon().await;
 }

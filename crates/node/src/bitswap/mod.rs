@@ -1,6 +1,8 @@
-//! Our bitswap responder (1.2.0, 1.1.0, 1.0.0) over libp2p streams: reads wants from every inbound stream, answers
-//! from the [`BlockStore`] on a fresh outbound stream per reply message, and is where pause is enforced.
+//! Our bitswap responder (1.2.0, 1.1.0, 1.0.0): reads wants from every inbound stream (accepted by our own
+//! connection handler, [`inbound`]), answers from the [`BlockStore`] on a fresh outbound stream per reply message
+//! (opened through libp2p-stream's `Control`), and is where pause, the caps and the memory bounds are enforced.
 
+pub mod inbound;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -10,21 +12,29 @@ use std::time::Duration;
 
 use cid::Cid;
 use connexa::prelude::stream::Control;
+use futures::channel::mpsc;
 use futures::io::BufReader;
 use futures::{AsyncRead, AsyncReadExt, AsyncWriteExt, StreamExt};
 use rust_ipfs::{PeerId, Stream, StreamProtocol};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::limits::Limits;
 use crate::BlockStore;
+use inbound::InboundStream;
 use wire::{Inbound, Outbound, Presence, Version};
 
 /// Largest inbound message we accept (Helia and boxo send up to 4 MiB).
 pub const MAX_INBOUND_MESSAGE: usize = 4 * 1024 * 1024;
 /// Target size of one reply message; a single larger block still goes alone.
 pub const MAX_OUTBOUND_MESSAGE: usize = 2 * 1024 * 1024;
-/// Bound on concurrent inbound streams per peer (each carries one or more messages).
+/// Bound on concurrent inbound streams per peer (each carries one or more messages); a stream over it is reset,
+/// counted in `inbound_streams_refused` and logged.
 const MAX_INBOUND_STREAMS_PER_PEER: usize = 1024;
+/// Inbound message bodies held in memory at once, all peers together. A reader waits for room before it reads a
+/// body, so a flood of large messages is slowed by stream back-pressure (yamux windows), not dropped.
+const INBOUND_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+/// Encoded reply messages held in memory at once, all peers together (a sender waits for room before encoding).
+const REPLY_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 /// Bound on pending wants per peer.
 const MAX_WANTS_PER_PEER: usize = 16 * 1024;
 /// Write granularity: pause and the upload cap are checked between chunks so a large reply stops within the second
@@ -43,6 +53,10 @@ pub struct Counters {
     pub bytes_uploaded: AtomicU64,
     /// Bitswap bytes read from peers (length prefixes and messages).
     pub bytes_downloaded: AtomicU64,
+    /// Inbound bitswap streams negotiated by our connection handler.
+    pub inbound_streams_accepted: AtomicU64,
+    /// Inbound bitswap streams reset without being read (per-peer bound, or the responder has stopped).
+    pub inbound_streams_refused: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +81,8 @@ pub struct Responder {
     counters: Arc<Counters>,
     limits: Arc<Limits>,
     ledgers: Mutex<HashMap<PeerId, Ledger>>,
+    inbound_buffer: Semaphore,
+    reply_buffer: Semaphore,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -86,51 +102,49 @@ impl Responder {
             counters,
             limits,
             ledgers: Mutex::new(HashMap::new()),
+            inbound_buffer: Semaphore::new(INBOUND_BUFFER_BYTES),
+            reply_buffer: Semaphore::new(REPLY_BUFFER_BYTES),
             shutdown,
         })
     }
 
-    /// Registers the three protocols and spawns their accept loops. Must run before peers connect so identify
-    /// advertises the protocols.
-    pub fn start(self: &Arc<Self>) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
-        let mut control = self.control.clone();
-        let mut handles = Vec::new();
-        for version in Version::ALL {
-            let protocol = StreamProtocol::new(version.protocol());
-            let incoming = control
-                .accept(protocol)
-                .map_err(|e| format!("{}: {e}", version.protocol()))?;
-            let this = Arc::clone(self);
-            handles.push(tokio::spawn(async move {
-                this.accept_loop(version, incoming).await
-            }));
-        }
-        Ok(handles)
+    /// Spawns the loop that takes the streams our connection handler accepted ([`inbound::InboundBehaviour`]).
+    pub fn start(
+        self: &Arc<Self>,
+        incoming: mpsc::UnboundedReceiver<InboundStream>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(Arc::clone(self).accept_loop(incoming))
     }
 
     fn is_paused(&self) -> bool {
         self.paused.load(Ordering::SeqCst)
     }
 
-    async fn accept_loop(
-        self: Arc<Self>,
-        version: Version,
-        mut incoming: connexa::prelude::stream::IncomingStreams,
-    ) {
+    async fn accept_loop(self: Arc<Self>, mut incoming: mpsc::UnboundedReceiver<InboundStream>) {
         let mut shutdown = self.shutdown.clone();
         loop {
-            // libp2p-stream hands streams over a one-slot channel and drops them when it is full, so this loop
-            // does nothing but spawn.
             let next = tokio::select! {
                 _ = shutdown.changed() => break,
                 next = incoming.next() => next,
             };
-            let Some((peer, stream)) = next else { break };
+            let Some(InboundStream {
+                peer,
+                version,
+                stream,
+            }) = next
+            else {
+                break;
+            };
             {
                 let mut ledgers = self.ledgers.lock().unwrap();
                 let ledger = ledgers.entry(peer).or_default();
                 if ledger.inbound_streams >= MAX_INBOUND_STREAMS_PER_PEER {
-                    tracing::debug!(%peer, "too many inbound bitswap streams; dropping one");
+                    let refused = self
+                        .counters
+                        .inbound_streams_refused
+                        .fetch_add(1, Ordering::Relaxed)
+                        + 1;
+                    tracing::warn!(%peer, refused, "over {MAX_INBOUND_STREAMS_PER_PEER} concurrent inbound bitswap streams; resetting one");
                     continue;
                 }
                 ledger.inbound_streams += 1;
@@ -170,6 +184,11 @@ impl Responder {
                 tracing::debug!(%peer, len, "bitswap message too large; closing the stream");
                 return;
             }
+            // MAX_INBOUND_MESSAGE < INBOUND_BUFFER_BYTES, so one message always fits.
+            let _room = tokio::select! {
+                _ = shutdown.changed() => return,
+                room = self.inbound_buffer.acquire_many(len as u32) => room.expect("never closed"),
+            };
             let mut body = vec![0u8; len];
             match tokio::time::timeout(BODY_TIMEOUT, reader.read_exact(&mut body)).await {
                 Ok(Ok(())) => {}
@@ -357,11 +376,16 @@ impl Responder {
         if msg.is_empty() || !version.has_presences() && msg.blocks.is_empty() {
             return Ok(());
         }
+        let room_bytes = msg.size_hint().min(REPLY_BUFFER_BYTES) as u32;
+        let mut shutdown = self.shutdown.clone();
+        let _room = tokio::select! {
+            _ = shutdown.changed() => return Err("shutting down".into()),
+            room = self.reply_buffer.acquire_many(room_bytes) => room.expect("never closed"),
+        };
         let body = msg.encode(version);
-        let mut frame = Vec::with_capacity(body.len() + 10);
-        wire::put_varint(&mut frame, body.len() as u64);
-        frame.extend_from_slice(&body);
-        drop(body);
+        let mut prefix = Vec::with_capacity(10);
+        wire::put_varint(&mut prefix, body.len() as u64);
+        let frame_len = prefix.len() + body.len();
 
         let mut control = self.control.clone();
         let protocol = StreamProtocol::new(version.protocol());
@@ -375,7 +399,7 @@ impl Responder {
         let has_blocks = !msg.blocks.is_empty();
         let stop = || (paused.load(Ordering::SeqCst) && has_blocks) || *self.shutdown.borrow();
         let write = async {
-            for chunk in frame.chunks(WRITE_CHUNK) {
+            for chunk in std::iter::once(&prefix[..]).chain(body.chunks(WRITE_CHUNK)) {
                 // The upload cap (shared by every stream), then the pause check right before the bytes go out.
                 if !self.limits.upload.acquire(chunk.len(), stop).await || stop() {
                     // Dropping the stream unclosed resets it: the peer discards the partial message.
@@ -391,7 +415,7 @@ impl Responder {
         // A capped upload takes longer: allow the time the cap needs on top of the usual limit.
         let write_timeout = match self.limits.upload.rate() {
             0 => WRITE_TIMEOUT,
-            rate => WRITE_TIMEOUT + Duration::from_secs_f64(frame.len() as f64 / rate as f64),
+            rate => WRITE_TIMEOUT + Duration::from_secs_f64(frame_len as f64 / rate as f64),
         };
         match tokio::time::timeout(write_timeout, write).await {
             Ok(Ok(())) => {

@@ -1,0 +1,180 @@
+//! Accepting inbound bitswap streams (1.2.0, 1.1.0, 1.0.0) in our own `NetworkBehaviour` and `ConnectionHandler`.
+//! Every negotiated stream goes to the responder over an unbounded channel: nothing is dropped for lack of room
+//! (libp2p-stream's one-slot hand-off did that). The swarm stops taking new inbound streams from a connection while
+//! 128 are still negotiating, and yamux caps open streams per connection, so the queue is bounded by the peers.
+//! A stream that cannot be handed over (the responder has stopped) is counted and logged.
+
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use connexa::prelude::swarm::derive_prelude::{Endpoint, PortUse};
+use connexa::prelude::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
+use connexa::prelude::swarm::{
+    ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
+    NetworkBehaviour, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use connexa::prelude::transport::upgrade::{DeniedUpgrade, InboundUpgrade, UpgradeInfo};
+use futures::channel::mpsc;
+use rust_ipfs::{Multiaddr, PeerId, Stream, StreamProtocol};
+
+use super::wire::Version;
+use super::Counters;
+
+/// One accepted inbound bitswap stream, on its way to the responder.
+pub struct InboundStream {
+    pub peer: PeerId,
+    pub version: Version,
+    pub stream: Stream,
+}
+
+/// Hands every inbound bitswap stream of every connection to the responder. `ToSwarm = Infallible`: it reports
+/// nothing to the swarm.
+pub struct InboundBehaviour {
+    streams: mpsc::UnboundedSender<InboundStream>,
+    counters: Arc<Counters>,
+}
+
+impl InboundBehaviour {
+    pub fn new(streams: mpsc::UnboundedSender<InboundStream>, counters: Arc<Counters>) -> Self {
+        InboundBehaviour { streams, counters }
+    }
+
+    fn handler(&self, peer: PeerId) -> InboundHandler {
+        InboundHandler {
+            peer,
+            streams: self.streams.clone(),
+            counters: Arc::clone(&self.counters),
+        }
+    }
+}
+
+impl NetworkBehaviour for InboundBehaviour {
+    type ConnectionHandler = InboundHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _connection_id: ConnectionId,
+        peer: PeerId,
+        _local_addr: &Multiaddr,
+        _remote_addr: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(self.handler(peer))
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _connection_id: ConnectionId,
+        peer: PeerId,
+        _addr: &Multiaddr,
+        _role_override: Endpoint,
+        _port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(self.handler(peer))
+    }
+
+    fn on_swarm_event(&mut self, _event: FromSwarm) {}
+
+    fn on_connection_handler_event(
+        &mut self,
+        _peer_id: PeerId,
+        _connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, _cx: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+        Poll::Pending
+    }
+}
+
+/// Per connection: offers the three protocols (so identify advertises them) and forwards each negotiated stream.
+/// Replies go out on streams opened through libp2p-stream's `Control`, not here.
+pub struct InboundHandler {
+    peer: PeerId,
+    streams: mpsc::UnboundedSender<InboundStream>,
+    counters: Arc<Counters>,
+}
+
+impl ConnectionHandler for InboundHandler {
+    type FromBehaviour = Infallible;
+    type ToBehaviour = Infallible;
+    type InboundProtocol = BitswapUpgrade;
+    type OutboundProtocol = DeniedUpgrade;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = ();
+
+    fn listen_protocol(&self) -> SubstreamProtocol<BitswapUpgrade> {
+        SubstreamProtocol::new(BitswapUpgrade, ())
+    }
+
+    fn poll(
+        &mut self,
+        _cx: &mut Context<'_>,
+    ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, (), Infallible>> {
+        Poll::Pending
+    }
+
+    fn on_behaviour_event(&mut self, event: Infallible) {
+        match event {}
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<BitswapUpgrade, DeniedUpgrade, (), ()>,
+    ) {
+        if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+            protocol: (stream, version),
+            info: (),
+        }) = event
+        {
+            self.counters
+                .inbound_streams_accepted
+                .fetch_add(1, Ordering::Relaxed);
+            let inbound = InboundStream {
+                peer: self.peer,
+                version,
+                stream,
+            };
+            if self.streams.unbounded_send(inbound).is_err() {
+                // Only after shutdown: the responder's receiver is gone. Dropping the stream resets it.
+                self.counters
+                    .inbound_streams_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %self.peer, "bitswap responder stopped; inbound stream refused");
+            }
+        }
+    }
+}
+
+/// The inbound upgrade: multistream-select among our three protocols, then the raw stream and its version.
+pub struct BitswapUpgrade;
+
+impl UpgradeInfo for BitswapUpgrade {
+    type Info = StreamProtocol;
+    type InfoIter = std::array::IntoIter<StreamProtocol, 3>;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        Version::ALL
+            .map(|v| StreamProtocol::new(v.protocol()))
+            .into_iter()
+    }
+}
+
+impl InboundUpgrade<Stream> for BitswapUpgrade {
+    type Output = (Stream, Version);
+    type Error = Infallible;
+    type Future = Ready<Result<(Stream, Version), Infallible>>;
+
+    fn upgrade_inbound(self, stream: Stream, protocol: StreamProtocol) -> Self::Future {
+        let version = Version::ALL
+            .into_iter()
+            .find(|v| v.protocol() == protocol.as_ref())
+            .expect("multistream-select only picks a protocol we offered");
+        ready(Ok((stream, version)))
+    }
+}
