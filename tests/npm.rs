@@ -10,6 +10,12 @@
 //! fetches public tarballs by root CID and by sha512 checksum CID; `npm cache clean --force` withdraws everything,
 //! and a tarball cached after that is seeded again.
 //! The partial download is made by writing the files cacache would leave (npm cannot be stopped mid-body here).
+//!
+//! A second test covers private packages hosted ON a public registry: the public-marked registry serves one scoped
+//! package only to a bearer token (401 without), given to the real `npm install` by `//host:port/path/:_authToken`
+//! in the user's `.npmrc`. Its cache entry has the same registry origin as the public tarballs and npm keeps no
+//! trace of the token; it is listed under its scope's origin as private, never in `ls`, and not obtainable, while an
+//! unscoped package and a scoped one whose scope origin the user marked public are seeded.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -52,6 +58,28 @@ fn wait_ls(env: &TestEnv, want: &[&str], what: &str) -> Vec<Value> {
     })
     .unwrap_or_else(|| panic!("{what}: ls --json never listed exactly {want:?}; last: {last:#?}"));
     last
+}
+
+/// Runs the real `npm install` in a fresh project under `env.work` depending on `dependencies` (a JSON object);
+/// returns the project dir.
+#[track_caller]
+fn npm_install(env: &TestEnv, dependencies: &str, registry_flag: &str) -> std::path::PathBuf {
+    let project = env.work.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("package.json"),
+        format!(r#"{{"name":"consumer","version":"1.0.0","private":true,"dependencies":{dependencies}}}"#),
+    )
+    .unwrap();
+    client(
+        "npm",
+        &env.home,
+        &project,
+        &["install", "--ignore-scripts", registry_flag],
+        &[],
+    )
+    .expect_success("npm install");
+    project
 }
 
 fn origin<'a>(st: &'a Value, id: &str) -> Option<&'a Value> {
@@ -108,22 +136,12 @@ fn npm_cache_is_seeded_public_only() {
     env.write_pkgseed_config(&[&public.url()], &[]);
 
     // Fill the cache with the real npm before the daemon starts.
-    let project = env.work.join("project");
-    std::fs::create_dir_all(&project).unwrap();
-    std::fs::write(
-        project.join("package.json"),
-        r#"{"name":"consumer","version":"1.0.0","private":true,"dependencies":{"seed-small":"1.0.0","seed-big":"2.1.0","@acme/widget":"1.0.0"}}"#,
-    )
-    .unwrap();
     let registry_flag = format!("--registry={}", public.url());
-    client(
-        "npm",
-        &env.home,
-        &project,
-        &["install", "--ignore-scripts", &registry_flag],
-        &[],
-    )
-    .expect_success("npm install");
+    let project = npm_install(
+        &env,
+        r#"{"seed-small":"1.0.0","seed-big":"2.1.0","@acme/widget":"1.0.0"}"#,
+        &registry_flag,
+    );
     let local_tgz = packs.join("local-thing.tgz");
     std::fs::write(&local_tgz, &local.bytes).unwrap();
     client(
@@ -279,15 +297,7 @@ fn npm_cache_is_seeded_public_only() {
             "{cid}: bytes differ"
         );
     }
-    for cid in &missing {
-        let line = r
-            .line(cid)
-            .unwrap_or_else(|| panic!("no Helia line for {cid}\n{}", r.output.describe()));
-        assert_eq!(
-            line["missing"], true,
-            "{cid} must not be obtainable: {line}"
-        );
-    }
+    r.assert_missing(&missing);
     assert!(r.success(), "Helia run failed\n{}", r.output.describe());
 
     // npm's own clean-up withdraws everything.
@@ -319,4 +329,129 @@ fn npm_cache_is_seeded_public_only() {
         &["seed-late@0.3.0"],
         "after npm cache add following the clean-up",
     );
+}
+
+#[test]
+fn npm_private_scoped_package_on_a_public_registry_is_never_seeded() {
+    require_tool("npm", &[]);
+    let env = TestEnv::new("npm-scoped");
+    let server = StaticServer::start();
+    let mut public = NpmRegistry::new(&server, "public");
+    let packs = env.work.join("packs");
+    let open = npm_pack(&packs, "seed-open", "1.0.0", b"public payload\n");
+    let marked = npm_pack(&packs, "@openorg/lib", "1.0.0", b"public scoped payload\n");
+    let secret = npm_pack(&packs, "@corp/secret", "1.0.0", b"private payload\n");
+    for t in [&open, &marked, &secret] {
+        public.publish(t);
+    }
+    // The private package's packument and tarball answer only to the token, like a private package on a public
+    // registry; the answer itself carries nothing else that would tell it apart.
+    let token = "e2e-private-token";
+    server.require_bearer("/public/@corp", token);
+    let scope_origin = |scope: &str| format!("{}{scope}/", public.url());
+
+    let cache = env.root_path.join("npm-cache");
+    let registry_nerf = public.url().trim_start_matches("http:").to_string();
+    std::fs::write(
+        env.home.join(".npmrc"),
+        format!(
+            "cache={}\n{registry_nerf}:_authToken={token}\nupdate-notifier=false\naudit=false\nfund=false\n",
+            cache.display(),
+        ),
+    )
+    .unwrap();
+    env.write_pkgseed_config(&[&public.url(), &scope_origin("@openorg")], &[]);
+
+    let registry_flag = format!("--registry={}", public.url());
+    let project = npm_install(
+        &env,
+        r#"{"seed-open":"1.0.0","@openorg/lib":"1.0.0","@corp/secret":"1.0.0"}"#,
+        &registry_flag,
+    );
+    for t in [&open, &marked, &secret] {
+        assert_eq!(
+            std::fs::read(t.cacache_path(&cache)).ok().as_deref(),
+            Some(&t.bytes[..]),
+            "npm did not cache {}",
+            t.name
+        );
+    }
+    // The private tarball really was refused without the token and fetched with it.
+    let secret_tgz = format!("/public/@corp/secret/-/secret-{}.tgz", secret.version);
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.path == secret_tgz && r.status == 200),
+        "npm never fetched {secret_tgz} with the token: {:#?}",
+        server.requests()
+    );
+    let anonymous = client(
+        "npm",
+        &env.work,
+        &project,
+        &[
+            "view",
+            "@corp/secret",
+            &registry_flag,
+            "--cache",
+            env.work.join("c2").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        !anonymous.success(),
+        "the private package was readable without the token"
+    );
+
+    let _daemon = Daemon::start(&env, "npm");
+    wait_first_scan(&env, Duration::from_secs(60));
+    let listed = wait_ls(
+        &env,
+        &["seed-open@1.0.0", "@openorg/lib@1.0.0"],
+        "after the first scan",
+    );
+    let by_name = |name: &str| listed.iter().find(|e| e["name"] == name).unwrap();
+    assert_eq!(
+        by_name("seed-open")["origin"].as_str(),
+        Some(public.url().as_str())
+    );
+    assert_eq!(
+        by_name("@openorg/lib")["origin"].as_str(),
+        Some(scope_origin("@openorg").as_str())
+    );
+
+    let st = status(&env);
+    let o = origin(&st, &scope_origin("@corp"))
+        .unwrap_or_else(|| panic!("the private scope's origin is missing: {st:#}"));
+    assert_eq!(
+        (o["provenance"].as_str(), o["artifacts"].as_u64()),
+        (Some("private"), Some(1)),
+        "{o}"
+    );
+    let o = origin(&st, &scope_origin("@openorg"))
+        .unwrap_or_else(|| panic!("the marked scope's origin is missing: {st:#}"));
+    assert_eq!(o["provenance"], "public", "{o}");
+
+    // Helia: the public ones are served, the private one under neither of its CIDs.
+    let want = [open.checksum_cid(), marked.checksum_cid()];
+    let missing = [
+        secret.checksum_cid(),
+        raw_sha256_cid(&sha256_hex(&secret.bytes)),
+    ];
+    let r = helia_fetch(&HeliaFetch {
+        peer: dial_addr(&status(&env)),
+        cids: want.to_vec(),
+        expect_missing: missing.to_vec(),
+        out_dir: env.work.join("helia"),
+        timeout_seconds: Some(30),
+        missing_seconds: Some(3),
+        ..Default::default()
+    });
+    for cid in &want {
+        let line = r.expect_line(cid);
+        assert_eq!(line["ok"], true, "{cid}: {line}\n{}", r.output.describe());
+    }
+    r.assert_missing(&missing);
+    assert!(r.success(), "Helia run failed\n{}", r.output.describe());
 }

@@ -1,7 +1,8 @@
 //! A tiny std-only static HTTP/1.1 file server on 127.0.0.1:0.
 //!
 //! GET (and HEAD) only, `Content-Length`, 404 for unknown paths, `Connection: close` on every response. It is enough
-//! for cargo's sparse registry protocol. The server stops when dropped.
+//! for cargo's sparse registry protocol. Paths under a prefix given to [`StaticServer::require_bearer`] answer 401
+//! without `Authorization: Bearer <token>` (a private package). The server stops when dropped.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -20,10 +21,13 @@ pub struct LoggedRequest {
 }
 
 type Files = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+/// (path prefix, bearer token) pairs.
+type Protected = Arc<Mutex<Vec<(String, String)>>>;
 
 pub struct StaticServer {
     addr: SocketAddr,
     files: Files,
+    protected: Protected,
     log: Arc<Mutex<Vec<LoggedRequest>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -34,10 +38,12 @@ impl StaticServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let files: Files = Arc::default();
+        let protected: Protected = Arc::default();
         let log: Arc<Mutex<Vec<LoggedRequest>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (files, log, stop) = (files.clone(), log.clone(), stop.clone());
+            let (files, protected, log, stop) =
+                (files.clone(), protected.clone(), log.clone(), stop.clone());
             std::thread::Builder::new()
                 .name(format!("http-{}", addr.port()))
                 .spawn(move || {
@@ -46,9 +52,10 @@ impl StaticServer {
                             break;
                         }
                         let Ok(conn) = conn else { continue };
-                        let (files, log) = (files.clone(), log.clone());
+                        let (files, protected, log) =
+                            (files.clone(), protected.clone(), log.clone());
                         std::thread::spawn(move || {
-                            let _ = serve_one(conn, &files, &log);
+                            let _ = serve_one(conn, &files, &protected, &log);
                         });
                     }
                 })
@@ -57,6 +64,7 @@ impl StaticServer {
         StaticServer {
             addr,
             files,
+            protected,
             log,
             stop,
             thread: Some(thread),
@@ -79,6 +87,14 @@ impl StaticServer {
             .lock()
             .unwrap()
             .insert(path.to_string(), bytes.into());
+    }
+
+    /// Paths starting with `path_prefix` answer 401 unless the request carries `Authorization: Bearer <token>`.
+    pub fn require_bearer(&self, path_prefix: &str, token: &str) {
+        self.protected
+            .lock()
+            .unwrap()
+            .push((path_prefix.to_string(), token.to_string()));
     }
 
     pub fn get(&self, path: &str) -> Option<Vec<u8>> {
@@ -105,6 +121,7 @@ impl Drop for StaticServer {
 fn serve_one(
     conn: TcpStream,
     files: &Files,
+    protected: &Mutex<Vec<(String, String)>>,
     log: &Mutex<Vec<LoggedRequest>>,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -114,11 +131,17 @@ fn serve_one(
     if reader.read_line(&mut request_line)? == 0 {
         return Ok(());
     }
-    // Headers: read and ignore until the blank line.
+    // Headers: only `Authorization` is kept.
+    let mut authorization = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
             break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_string());
+            }
         }
     }
     let mut parts = request_line.split_whitespace();
@@ -126,8 +149,13 @@ fn serve_one(
     let target = parts.next().unwrap_or("/");
     let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
 
+    let denied = protected.lock().unwrap().iter().any(|(prefix, token)| {
+        path.starts_with(prefix.as_str())
+            && authorization.as_deref() != Some(format!("Bearer {token}").as_str())
+    });
     let body = files.lock().unwrap().get(&path).cloned();
     let (status, reason, body) = match (method.as_str(), body) {
+        _ if denied => (401, "Unauthorized", b"authentication required\n".to_vec()),
         ("GET" | "HEAD", Some(b)) => (200, "OK", b),
         ("GET" | "HEAD", None) => (404, "Not Found", b"not found\n".to_vec()),
         _ => (405, "Method Not Allowed", b"method not allowed\n".to_vec()),

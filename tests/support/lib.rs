@@ -530,6 +530,25 @@ impl HeliaResult {
     pub fn line(&self, cid: &str) -> Option<&Value> {
         self.lines.iter().find(|l| l["cid"].as_str() == Some(cid))
     }
+
+    /// The line for `cid`; panics with the run's output when there is none.
+    #[track_caller]
+    pub fn expect_line(&self, cid: &str) -> &Value {
+        self.line(cid)
+            .unwrap_or_else(|| panic!("no Helia line for {cid}\n{}", self.output.describe()))
+    }
+
+    /// Panics unless every one of `cids` was reported missing (not obtainable from the peer).
+    #[track_caller]
+    pub fn assert_missing(&self, cids: &[String]) {
+        for cid in cids {
+            let line = self.expect_line(cid);
+            assert_eq!(
+                line["missing"], true,
+                "{cid} must not be obtainable: {line}"
+            );
+        }
+    }
 }
 
 pub fn helia_script() -> PathBuf {

@@ -8,8 +8,12 @@
 //! - Provenance: public when the origin is the default registry of the installed npm (or yarn), learned at run
 //!   time with user and global config ignored, or an origin the user marked public; `@scope:registry` origins
 //!   from the user's npm config are private; `pacote:tarball:file:` entries (local tarballs and dirs) are private
-//!   with the origin id `file:`; anything else is unknown. Packuments and other non-tarball content are not
-//!   artifacts.
+//!   with the origin id `file:`; anything else is unknown. A scoped tarball on a public registry gets the origin
+//!   `<registry>@scope/` and is public only when the user marked that origin public (private packages on a public
+//!   registry are scoped and fetched with credentials the cache does not record; see
+//!   [`RegistryPolicy::tarball_provenance`]). An entry whose stored headers say the response was for one user
+//!   (`cache-control: private`/`no-store`, an `authorization` request header, `vary: authorization`) is private
+//!   whatever its registry. Packuments and other non-tarball content are not artifacts.
 //! - Roots: `npm_config_cache` / `NPM_CONFIG_CACHE`, else `cache=` in the user's `.npmrc`, else `~/.npm`
 //!   (`%LocalAppData%\npm-cache` on Windows); the watched root is `<cache>` (it outlives `npm cache clean`).
 
@@ -221,11 +225,16 @@ pub fn identity_from_entries(
         .collect();
     let mut urls: Vec<(TarballUrl, Provenance)> = relevant
         .iter()
-        .filter_map(|e| e.key.strip_prefix(REQUEST_CACHE))
-        .filter_map(parse_tarball_url)
-        .map(|t| {
-            let p = policy.provenance(&t.origin);
-            (t, p)
+        .filter_map(|e| {
+            let t = parse_tarball_url(e.key.strip_prefix(REQUEST_CACHE)?)?;
+            let (origin, provenance) = policy.tarball_provenance(&t);
+            let provenance = match &e.private_evidence {
+                Some(reason) => Provenance::Private {
+                    reason: format!("{reason} (a response for one user)"),
+                },
+                None => provenance,
+            };
+            Some((TarballUrl { origin, ..t }, provenance))
         })
         .collect();
     let rank = |p: &Provenance| match p {
@@ -396,6 +405,7 @@ pub(crate) fn registry_policy(env: &SourceEnv, marks: &crate::OriginMarks) -> Re
             .get_or_init(|| detect_default_registries(env))
             .clone(),
         scoped: registry::scoped_registries(env),
+        credentialed: registry::credentialed_hosts(env),
         marks: marks.clone(),
     }
 }

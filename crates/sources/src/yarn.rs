@@ -177,8 +177,9 @@ pub fn describe_metadata(
         .ok_or_else(|| {
             NotAnArtifact::NoChecksum(format!("{what} (no sha512 integrity recorded)"))
         })?;
+    let (origin, provenance) = policy.tarball_provenance(&url);
     let provenance = match metadata.remote_type.as_deref() {
-        Some("tarball") | None => policy.provenance(&url.origin),
+        Some("tarball") | None => provenance,
         Some(other) => Provenance::Private {
             reason: format!("a {other} dependency, not a registry tarball"),
         },
@@ -187,7 +188,7 @@ pub fn describe_metadata(
         ecosystem: "yarn",
         name: url.name,
         version: url.version,
-        origin: url.origin,
+        origin,
         checksum: Some(RegistryChecksum {
             algo: ChecksumAlgo::Sha512,
             digest,

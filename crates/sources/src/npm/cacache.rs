@@ -1,6 +1,8 @@
 //! The `index-v5` bucket format of npm's cacache: each line is `<sha1 hex of json>\t<json>`, appended; a line
 //! whose hash does not match (a torn append) is skipped; per key the last valid line wins and an entry with
-//! `"integrity": null` is a deletion.
+//! `"integrity": null` is a deletion. make-fetch-happen keeps a few request and response headers in the entry's
+//! `metadata` (`reqHeaders`: accept*, cache-control and whatever the response `vary`s on; `resHeaders`:
+//! cache-control, content-type, date, etag, vary, ...): the ones that say a response was meant for one user are read.
 
 use sha1::{Digest, Sha1};
 
@@ -11,6 +13,46 @@ pub struct CacacheEntry {
     pub integrity: String,
     /// Milliseconds since the epoch, as cacache wrote it (0 when absent).
     pub time: u64,
+    /// Why the cached response was meant for one user only (`cache-control: private`/`no-store`, a stored
+    /// `authorization` request header, a `vary` on `authorization`/`cookie`); `None` when the entry says nothing.
+    pub private_evidence: Option<String>,
+}
+
+/// What an entry's `metadata` says about the response being for one user only (see [`CacacheEntry`]).
+pub fn private_response_evidence(metadata: &serde_json::Value) -> Option<String> {
+    let header = |side: &str, name: &str| {
+        metadata
+            .get(side)
+            .and_then(|h| h.as_object())
+            .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v.as_str().unwrap_or("").to_ascii_lowercase())
+    };
+    let tokens = |value: &str| -> Vec<String> {
+        value
+            .split(',')
+            .map(|t| t.split('=').next().unwrap_or("").trim().to_owned())
+            .collect()
+    };
+    if let Some(cc) = header("resHeaders", "cache-control") {
+        if let Some(t) = tokens(&cc)
+            .into_iter()
+            .find(|t| t == "private" || t == "no-store")
+        {
+            return Some(format!("the registry answered with cache-control: {t}"));
+        }
+    }
+    if header("reqHeaders", "authorization").is_some() {
+        return Some("the request carried an authorization header".into());
+    }
+    if let Some(vary) = header("resHeaders", "vary") {
+        if let Some(t) = tokens(&vary)
+            .into_iter()
+            .find(|t| t == "authorization" || t == "cookie")
+        {
+            return Some(format!("the response varies on the request's {t}"));
+        }
+    }
+    None
 }
 
 /// Longest line considered (a response's headers and metadata are small; this bounds hostile input).
@@ -43,6 +85,7 @@ pub fn parse_index_bucket(bytes: &[u8]) -> Vec<CacacheEntry> {
                 key: key.to_owned(),
                 integrity: integrity.to_owned(),
                 time: value.get("time").and_then(|t| t.as_u64()).unwrap_or(0),
+                private_evidence: value.get("metadata").and_then(private_response_evidence),
             });
         latest.retain(|(k, _)| k != key);
         latest.push((key.to_owned(), entry));

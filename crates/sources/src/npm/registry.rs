@@ -275,6 +275,52 @@ pub(crate) fn scoped_registries(env: &SourceEnv) -> Vec<(String, String)> {
     found
 }
 
+/// The hosts (`host[:port]`) the user's npm config holds credentials for: `//host/path/:_authToken`, `:_auth`,
+/// `:_password`, `:username`, `:certfile`, `:keyfile` keys in the user and global `.npmrc` files and
+/// `npm_config_//…` variables. A top-level `_authToken`/`_auth` (credentials for the configured default registry)
+/// is returned as `*`.
+pub(crate) fn credentialed_hosts(env: &SourceEnv) -> Vec<String> {
+    const CREDENTIAL_KEYS: [&str; 6] = [
+        "_authtoken",
+        "_auth",
+        "_password",
+        "username",
+        "certfile",
+        "keyfile",
+    ];
+    let mut found: Vec<String> = Vec::new();
+    let mut add = |key: &str, value: &str| {
+        let key = key.trim().to_ascii_lowercase();
+        if value.trim().is_empty() {
+            return;
+        }
+        let host = match key.rsplit_once(':') {
+            Some((nerf, setting)) if CREDENTIAL_KEYS.contains(&setting) => {
+                let Some(rest) = nerf.strip_prefix("//") else {
+                    return;
+                };
+                split_http_url(&format!("http://{rest}")).map(|(_, host, _)| host)
+            }
+            None if key == "_authtoken" || key == "_auth" => Some("*".to_owned()),
+            _ => None,
+        };
+        if let Some(host) = host.filter(|h| !found.contains(h)) {
+            found.push(host);
+        }
+    };
+    for (_, pairs) in read_npmrc_files(env) {
+        for (key, value) in &pairs {
+            add(key, value);
+        }
+    }
+    for (name, value) in &env.vars {
+        if let Some(key) = name.to_ascii_lowercase().strip_prefix("npm_config_") {
+            add(key, value);
+        }
+    }
+    found
+}
+
 /// The registries the installed clients use when no user or project config says otherwise, learned at run time:
 /// (origin id, evidence). Asks `npm config get registry` with user and global config pointed at files that do not
 /// exist, from an empty working dir, with every `npm_config_*` variable removed; then yarn v1 the same way
@@ -384,6 +430,9 @@ pub struct RegistryPolicy {
     pub defaults: Vec<(String, String)>,
     /// Scoped registries from the user's config (origin id, scope).
     pub scoped: Vec<(String, String)>,
+    /// Hosts (`host[:port]`) the user's npm config holds credentials for; `*` for top-level credentials, which
+    /// apply to the default registry (see [`credentialed_hosts`]).
+    pub credentialed: Vec<String>,
     pub marks: OriginMarks,
 }
 
@@ -422,5 +471,89 @@ impl RegistryPolicy {
                 "not the clients' default registry and not marked public".into()
             },
         }
+    }
+
+    /// The origin id and provenance of a registry tarball. Unscoped names, and any name on a registry that is not
+    /// public, get [`RegistryPolicy::provenance`] of the registry. A scoped name on a public registry (the default
+    /// one or one marked public) may be a private package: the public registry hosts private packages only under
+    /// scopes and serves them only to requests with credentials, and npm keeps no trace of those credentials in
+    /// its cache. Such a tarball gets its own origin id, `<registry>@scope/`, and is public only when the user marked
+    /// that origin public; it is private when marked so or when the user's npm config holds credentials for the
+    /// registry's host or maps the scope to it, and unknown otherwise. (A scope's own registry from the user's
+    /// config that the user marked public keeps the registry's origin and mark.)
+    pub fn tarball_provenance(&self, url: &TarballUrl) -> (String, Provenance) {
+        let registry = self.provenance(&url.origin);
+        let scope = url
+            .name
+            .split_once('/')
+            .map(|(scope, _)| scope)
+            .filter(|s| s.starts_with('@'));
+        let (Provenance::Public { .. }, Some(scope)) = (&registry, scope) else {
+            return (url.origin.clone(), registry);
+        };
+        // A scope registry of the user's config that the user marked public: the mark speaks for its scopes.
+        let mapped = self
+            .scoped
+            .iter()
+            .any(|(o, s)| *o == url.origin && s == scope);
+        if mapped
+            && self
+                .marks
+                .public
+                .iter()
+                .any(|m| mark_matches(m, &url.origin))
+        {
+            return (url.origin.clone(), registry);
+        }
+        let scope_origin = format!("{}{scope}/", url.origin);
+        let provenance = if self
+            .marks
+            .private
+            .iter()
+            .any(|m| mark_matches(m, &scope_origin))
+        {
+            Provenance::Private {
+                reason: "marked private by the user".into(),
+            }
+        } else if self
+            .marks
+            .public
+            .iter()
+            .any(|m| mark_matches(m, &scope_origin))
+        {
+            Provenance::Public {
+                evidence: "scope on a public registry, marked public by the user".into(),
+            }
+        } else if let Some(reason) = self.scope_credentials(&url.origin, scope) {
+            Provenance::Private { reason }
+        } else {
+            Provenance::Unknown {
+                reason: format!(
+                    "scope {scope} on a public registry: private packages are scoped and fetched with credentials \
+                     npm does not record in its cache; mark {scope_origin} public to seed it"
+                ),
+            }
+        };
+        (scope_origin, provenance)
+    }
+
+    /// Why the user's npm config suggests private packages of `scope` on the public registry `origin`.
+    fn scope_credentials(&self, origin: &str, scope: &str) -> Option<String> {
+        if self.scoped.iter().any(|(o, s)| o == origin && s == scope) {
+            return Some(format!(
+                "the user's npm config maps scope {scope} to this registry explicitly (a sign of private packages)"
+            ));
+        }
+        let host = split_http_url(origin).map(|(_, host, _)| host)?;
+        let is_default = self.defaults.iter().any(|(o, _)| o == origin);
+        self.credentialed
+            .iter()
+            .any(|h| *h == host || (h == "*" && is_default))
+            .then(|| {
+                format!(
+                    "scope {scope} on a registry the user's npm config holds credentials for: it may be private; \
+                     mark {origin}{scope}/ public to seed it"
+                )
+            })
     }
 }

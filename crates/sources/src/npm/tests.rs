@@ -16,6 +16,7 @@ fn policy() -> RegistryPolicy {
     RegistryPolicy {
         defaults: vec![(PUB.into(), "default".into())],
         scoped: vec![(PRIV.into(), "@acme".into())],
+        credentialed: vec![],
         marks: OriginMarks::default(),
     }
 }
@@ -515,4 +516,147 @@ fn cache_dir_and_scoped_registries_come_from_env_and_npmrc() {
     );
     env.vars.insert("npm_config_cache".into(), "/x/y".into());
     assert_eq!(npm_cache_dir(&env), Some(PathBuf::from("/x/y")));
+}
+
+#[test]
+fn scoped_tarballs_on_a_public_registry_get_a_scope_origin_and_are_not_seeded_unmarked() {
+    let cache = Cache::new();
+    let bytes = b"scoped on the default registry";
+    let path = cache.put_content(bytes);
+    cache.insert(
+        &url_key("https://registry.test/@corp/secret/-/secret-1.0.0.tgz"),
+        Some(&sri(bytes)),
+    );
+    let id = cache.source(policy()).describe(&path).unwrap();
+    assert_eq!(
+        (id.name.as_str(), id.origin.as_str()),
+        ("@corp/secret", "https://registry.test/@corp/")
+    );
+    assert!(
+        matches!(&id.provenance, Provenance::Unknown { reason } if reason.contains("@corp")),
+        "{:?}",
+        id.provenance
+    );
+    // Marking the scope origin public seeds it; marking the registry alone does not.
+    let mut p = policy();
+    p.marks.public.push(PUB.into());
+    assert!(matches!(
+        cache.source(p.clone()).describe(&path).unwrap().provenance,
+        Provenance::Unknown { .. }
+    ));
+    p.marks.public.push("https://registry.test/@corp".into());
+    assert!(matches!(
+        cache.source(p.clone()).describe(&path).unwrap().provenance,
+        Provenance::Public { .. }
+    ));
+    p.marks.private.push("https://registry.test/@corp/".into());
+    assert!(matches!(
+        cache.source(p).describe(&path).unwrap().provenance,
+        Provenance::Private { .. }
+    ));
+    // Unscoped names on the same registry stay public.
+    let plain = b"plain";
+    let plain_path = cache.put_content(plain);
+    cache.insert(
+        &url_key("https://registry.test/plain/-/plain-1.0.0.tgz"),
+        Some(&sri(plain)),
+    );
+    let id = cache.source(policy()).describe(&plain_path).unwrap();
+    assert_eq!(id.origin, PUB);
+    assert!(matches!(id.provenance, Provenance::Public { .. }));
+}
+
+#[test]
+fn credentials_or_a_scope_mapping_for_the_public_registry_make_its_scopes_private() {
+    let url = parse_tarball_url("https://registry.test/@corp/x/-/x-1.0.0.tgz").unwrap();
+    let mut p = policy();
+    p.credentialed = vec!["registry.test".into()];
+    assert!(matches!(
+        p.tarball_provenance(&url).1,
+        Provenance::Private { .. }
+    ));
+    p.credentialed = vec!["*".into()];
+    assert!(matches!(
+        p.tarball_provenance(&url).1,
+        Provenance::Private { .. }
+    ));
+    p.credentialed = vec!["other.test".into()];
+    assert!(matches!(
+        p.tarball_provenance(&url).1,
+        Provenance::Unknown { .. }
+    ));
+    p.scoped.push((PUB.into(), "@corp".into()));
+    assert!(matches!(
+        p.tarball_provenance(&url).1,
+        Provenance::Private { .. }
+    ));
+    // The user's own mark on the scope origin still wins over the hint.
+    p.marks.public.push("https://registry.test/@corp/".into());
+    assert!(matches!(
+        p.tarball_provenance(&url).1,
+        Provenance::Public { .. }
+    ));
+}
+
+#[test]
+fn credentialed_hosts_come_from_npmrc_auth_keys() {
+    let home = tempfile::tempdir().unwrap();
+    fs::write(
+        home.path().join(".npmrc"),
+        "//registry.test/:_authToken=${TOKEN}\n//other.test:8080/npm/:_auth=abc\n//empty.test/:_authToken=\n//nocred.test/:always-auth=true\n_authToken=top\n",
+    )
+    .unwrap();
+    let env = SourceEnv {
+        home: Some(home.path().to_owned()),
+        vars: [
+            ("TOKEN".to_owned(), "t".to_owned()),
+            ("npm_config_//env.test/:_authToken".into(), "e".into()),
+            (
+                "npm_config_globalconfig".into(),
+                home.path().join("none").display().to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let mut hosts = registry::credentialed_hosts(&env);
+    hosts.sort();
+    assert_eq!(hosts, ["*", "env.test", "other.test:8080", "registry.test"]);
+}
+
+#[test]
+fn a_cached_response_for_one_user_is_private_on_any_registry() {
+    for (metadata, expect) in [
+        (
+            serde_json::json!({"resHeaders": {"cache-control": "private, max-age=300"}}),
+            "cache-control: private",
+        ),
+        (
+            serde_json::json!({"resHeaders": {"Cache-Control": "no-store"}}),
+            "cache-control: no-store",
+        ),
+        (
+            serde_json::json!({"reqHeaders": {"authorization": "Bearer x"}}),
+            "authorization header",
+        ),
+        (
+            serde_json::json!({"resHeaders": {"vary": "Accept, Authorization"}}),
+            "authorization",
+        ),
+    ] {
+        let cache = Cache::new();
+        let bytes = b"unscoped but private";
+        let path = cache.put_content(bytes);
+        let key = url_key("https://registry.test/plain/-/plain-1.0.0.tgz");
+        let json = serde_json::json!({"key": key, "integrity": sri(bytes), "time": 1, "metadata": metadata});
+        cache.append_raw(&key, &bucket_line(&json.to_string()));
+        let id = cache.source(policy()).describe(&path).unwrap();
+        assert!(
+            matches!(&id.provenance, Provenance::Private { reason } if reason.contains(expect)),
+            "{metadata}: {:?}",
+            id.provenance
+        );
+    }
+    let public = serde_json::json!({"resHeaders": {"cache-control": "public, max-age=300", "vary": "accept-encoding, accept"}, "reqHeaders": {"accept": "*/*"}});
+    assert_eq!(cacache::private_response_evidence(&public), None);
 }

@@ -15,6 +15,7 @@ fn policy() -> RegistryPolicy {
     RegistryPolicy {
         defaults: vec![(PUB.into(), "default".into())],
         scoped: vec![],
+        credentialed: vec![],
         marks: OriginMarks::default(),
     }
 }
@@ -195,4 +196,28 @@ fn cache_folders_follow_the_environment() {
         env.vars.insert("XDG_CACHE_HOME".into(), "/x".into());
         assert_eq!(yarn_cache_folders(&env), vec![PathBuf::from("/x/yarn")]);
     }
+}
+
+#[test]
+fn scoped_packages_on_the_default_registry_are_not_seeded_unless_their_scope_is_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let scoped = put(
+        dir.path(),
+        "@corp/y",
+        "1.0.0",
+        "https://registry.test/@corp/y/-/y-1.0.0.tgz",
+        b"corp",
+        None,
+    );
+    let id = YarnSource::new(vec![dir.path().to_owned()], policy())
+        .describe(&scoped)
+        .unwrap();
+    assert_eq!(id.origin, "https://registry.test/@corp/");
+    assert!(matches!(id.provenance, Provenance::Unknown { .. }));
+    let mut p = policy();
+    p.marks.public.push("https://registry.test/@corp/".into());
+    let id = YarnSource::new(vec![dir.path().to_owned()], p)
+        .describe(&scoped)
+        .unwrap();
+    assert!(matches!(id.provenance, Provenance::Public { .. }));
 }
