@@ -257,9 +257,13 @@ pub(crate) fn scan_roots(shared: &Shared) -> Vec<PathBuf> {
             walk(&root, source.as_ref(), &mut found);
         }
     }
+    // Only the path table is read here; a record is decoded only for an artifact that is gone.
     let present: HashSet<&PathBuf> = found.iter().collect();
-    for record in shared.index.artifacts().unwrap_or_default() {
-        if !present.contains(&record.path) {
+    for (path, id) in shared.index.indexed_paths().unwrap_or_default() {
+        if present.contains(&path) {
+            continue;
+        }
+        if let Ok(Some(record)) = shared.index.artifact(id) {
             withdraw_record(shared, &record, "no longer in the cache");
         }
     }
