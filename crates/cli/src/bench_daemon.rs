@@ -46,10 +46,7 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
     let config_dir = work_dir.join("config");
     let data_dir = work_dir.join("data");
     std::fs::create_dir_all(&config_dir)?;
-    std::fs::write(
-        config_dir.join("config.toml"),
-        format!("network = \"local\"\n[origins]\npublic = [\"{BENCH_INDEX_DIR}\"]\n"),
-    )?;
+    std::fs::write(config_dir.join("config.toml"), bench_config())?;
     let env = DaemonEnv {
         cargo_home: cargo_home.clone(),
         config_dir,
@@ -120,6 +117,19 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
         idle_seconds: options.idle_seconds,
         index_disk_bytes,
     })
+}
+
+/// The daemon's config: the synthetic registry marked public, and every ecosystem but cargo turned off, so the
+/// figures measure the synthetic cache only, never whatever npm, pip or apt caches the machine has.
+fn bench_config() -> String {
+    let mut config = format!("network = \"local\"\n[origins]\npublic = [\"{BENCH_INDEX_DIR}\"]\n");
+    for ecosystem in pkgseed_sources::ECOSYSTEMS
+        .iter()
+        .filter(|e| **e != "cargo")
+    {
+        config.push_str(&format!("[ecosystems.{ecosystem}]\nenabled = false\n"));
+    }
+    config
 }
 
 struct DaemonEnv {

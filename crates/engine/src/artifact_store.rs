@@ -221,6 +221,11 @@ fn enabled(shared: &Shared) -> bool {
     shared.config.lock().unwrap().limits.keep_evicted_artifacts
 }
 
+/// The store is on, or was on and still holds files to collect: a full scan must reconcile it with the index.
+pub(crate) fn in_use(shared: &Shared) -> bool {
+    enabled(shared) || !shared.artifact_store.files().is_empty()
+}
+
 /// Keeps a hard link to a just indexed (or confirmed) public artifact in the store. Never copies.
 pub(crate) fn link(shared: &Shared, record: &ArtifactRecord) {
     let store = &shared.artifact_store;

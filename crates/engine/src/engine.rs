@@ -224,14 +224,11 @@ impl Engine {
             events,
         });
 
-        // Everything already indexed is served and announced at once; the scan then confirms it without rehashing.
-        let records = shared.index.artifacts()?;
-        shared
-            .node
-            .announce(records.iter().flat_map(announced_cids).collect());
-
         let (stop_tx, stop_rx) = oneshot::channel();
         let mut tasks = Vec::new();
+        // Everything already indexed is served at once (blocks are read from the index on demand) and queued for
+        // announcement off the start path; the scan then confirms it without rehashing.
+        tasks.push(tokio::spawn(announce_indexed(shared.clone())));
         tasks.push(tokio::spawn(run_indexer(shared.clone(), work_rx)));
         tasks.push(tokio::spawn(watcher::run(shared.clone(), stop_rx)));
         // Caps, schedule, battery / metered and the monthly cap: applied now, then every tick.
@@ -505,6 +502,19 @@ pub(crate) fn announced_cids(record: &pkgseed_index::ArtifactRecord) -> Vec<Cid>
         .chain(record.checksum_cid.as_ref())
         .filter_map(|text| text.parse().ok())
         .collect()
+}
+
+/// Queues the keys of every artifact already in the index for announcement (the announcer hands them to the DHT
+/// in bounded batches). Runs beside the start, so a large index does not delay serving.
+async fn announce_indexed(shared: Arc<Shared>) {
+    let index = shared.index.clone();
+    match tokio::task::spawn_blocking(move || index.artifacts()).await {
+        Ok(Ok(records)) => shared
+            .node
+            .announce(records.iter().flat_map(announced_cids).collect()),
+        Ok(Err(err)) => tracing::error!(%err, "cannot read the index to announce it"),
+        Err(err) => tracing::error!(%err, "cannot read the index to announce it"),
+    }
 }
 
 /// The indexer task: a FIFO of unique work items, each run off the async threads.

@@ -266,19 +266,24 @@ pub(crate) fn scan_roots(shared: &Shared) -> Vec<PathBuf> {
             walk(&root, source.as_ref(), &mut found);
         }
     }
+    // Only the path table is read here; a record is decoded only for an artifact that is gone.
     let present: HashSet<&PathBuf> = found.iter().collect();
-    let records = shared.index.artifacts().unwrap_or_default();
-    for record in &records {
-        let in_store = shared.artifact_store.is_store_path(&record.path);
-        if !in_store
-            && !present.contains(&record.path)
-            && !crate::artifact_store::keep(shared, record)
-        {
-            withdraw_record(shared, record, "no longer in the cache");
+    for (path, id) in shared.index.indexed_paths().unwrap_or_default() {
+        if present.contains(&path) || shared.artifact_store.is_store_path(&path) {
+            continue;
+        }
+        if let Ok(Some(record)) = shared.index.artifact(id) {
+            if !crate::artifact_store::keep(shared, &record) {
+                withdraw_record(shared, &record, "no longer in the cache");
+            }
         }
     }
-    // Artifacts kept in pkgseed's store are checked there; the store and the index are made to agree.
-    crate::artifact_store::reconcile(shared, &records);
+    // Artifacts kept in pkgseed's store are checked there; the store and the index are made to agree. Every record
+    // is read only when the store is on or still holds files.
+    if crate::artifact_store::in_use(shared) {
+        let records = shared.index.artifacts().unwrap_or_default();
+        crate::artifact_store::reconcile(shared, &records);
+    }
     found
 }
 

@@ -336,6 +336,76 @@ fn count_by_ecosystem_sums_counts_and_bytes() {
     assert_eq!(counts["npm"], (1, 5));
 }
 
+/// The totals every status reads are kept in step by puts, replacements and removals, and an index written
+/// before the totals table existed gets them counted when it is opened.
+#[test]
+fn ecosystem_totals_follow_writes_and_are_filled_for_older_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let a = write_file(dir.path(), "a", &pattern(10, 0));
+    let b = write_file(dir.path(), "b", &pattern(20, 0));
+    let c = write_file(dir.path(), "c", &pattern(5, 0));
+    index
+        .put_artifact(record_for(&a, "cargo", "a"), &[])
+        .unwrap();
+    let b_id = index
+        .put_artifact(record_for(&b, "cargo", "b"), &[])
+        .unwrap();
+    index.put_artifact(record_for(&c, "npm", "c"), &[]).unwrap();
+    // Replacing the same path (the file grew) counts it once, with its new size.
+    std::fs::write(&a, pattern(50, 1)).unwrap();
+    index
+        .put_artifact(record_for(&a, "cargo", "a"), &[])
+        .unwrap();
+    assert_eq!(index.count_by_ecosystem().unwrap()["cargo"], (2, 70));
+    index.remove_artifact(b_id).unwrap();
+    let counts = index.count_by_ecosystem().unwrap();
+    assert_eq!(counts["cargo"], (1, 50));
+    assert_eq!(counts["npm"], (1, 5));
+    let c_id = index.artifact_by_path(&c).unwrap().unwrap().id;
+    index.remove_artifact(c_id).unwrap();
+    assert!(!index.count_by_ecosystem().unwrap().contains_key("npm"));
+    index.put_artifact(record_for(&c, "npm", "c"), &[]).unwrap();
+    drop(index);
+
+    // An index from before the totals table: drop it, reopen, and the totals are counted from the records.
+    {
+        let db = redb::Database::open(dir.path().join("index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(txn.delete_table(ECOSYSTEM_TOTALS).unwrap());
+        txn.commit().unwrap();
+    }
+    let index = open_index(dir.path());
+    let counts = index.count_by_ecosystem().unwrap();
+    assert_eq!(counts.len(), 2);
+    assert_eq!(counts["cargo"], (1, 50));
+    assert_eq!(counts["npm"], (1, 5));
+}
+
+#[test]
+fn indexed_paths_lists_each_current_path_once_with_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let a = write_file(dir.path(), "a", &pattern(10, 0));
+    let b = write_file(dir.path(), "b", &pattern(20, 0));
+    let a_id = index
+        .put_artifact(record_for(&a, "cargo", "a"), &[])
+        .unwrap();
+    index
+        .put_artifact(record_for(&b, "cargo", "b"), &[])
+        .unwrap();
+    // A replacement keeps one entry for its path, under the new id.
+    let b_id = index
+        .put_artifact(record_for(&b, "cargo", "b"), &[])
+        .unwrap();
+    assert_eq!(
+        index.indexed_paths().unwrap(),
+        vec![(a.clone(), a_id), (b.clone(), b_id)]
+    );
+    index.remove_artifact(a_id).unwrap();
+    assert_eq!(index.indexed_paths().unwrap(), vec![(b, b_id)]);
+}
+
 #[test]
 fn rejects_block_ranges_outside_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -693,6 +763,63 @@ fn schema_version_mismatch_is_a_clear_error() {
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
 
+/// An index written by schema 1 (JSON records) opens, keeps its records readable, takes new binary records
+/// beside them, and is marked schema 2 so an older build refuses it instead of misreading the new records.
+#[test]
+fn a_schema_1_index_with_json_records_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let old_file = write_file(dir.path(), "old", &pattern(10, 0));
+    let mut old = record_for(&old_file, "cargo", "old");
+    old.id = 1;
+    drop(Index::open(&path).unwrap());
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(META_SCHEMA, 1)
+            .unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(META_NEXT_ID, 2)
+            .unwrap();
+        let json = serde_json::to_vec(&old).unwrap();
+        txn.open_table(ARTIFACTS)
+            .unwrap()
+            .insert(1, json.as_slice())
+            .unwrap();
+        txn.open_table(PATHS)
+            .unwrap()
+            .insert(path_key(&old_file), 1)
+            .unwrap();
+        // Schema 1 had no totals table either.
+        txn.delete_table(ECOSYSTEM_TOTALS).unwrap();
+        txn.commit().unwrap();
+    }
+    let index = Index::open(&path).unwrap();
+    assert_eq!(
+        index.artifact_by_path(&old_file).unwrap(),
+        Some(old.clone())
+    );
+    let new_file = write_file(dir.path(), "new", &pattern(20, 0));
+    let new_id = index
+        .put_artifact(record_for(&new_file, "cargo", "new"), &[])
+        .unwrap();
+    assert_eq!(new_id, 2);
+    assert_eq!(index.artifacts().unwrap().len(), 2);
+    assert_eq!(index.count_by_ecosystem().unwrap()["cargo"], (2, 30));
+    let txn = index.db.begin_read().unwrap();
+    let schema = txn
+        .open_table(META)
+        .unwrap()
+        .get(META_SCHEMA)
+        .unwrap()
+        .unwrap()
+        .value();
+    assert_eq!(schema, SCHEMA_VERSION);
+}
+
 #[test]
 fn a_foreign_redb_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -879,6 +1006,17 @@ fn bulk_writes_are_visible_at_once_and_durable_after_flush() {
             .unwrap();
         // Readers see a bulk write as soon as it commits.
         assert_eq!(index.artifact(id).unwrap().unwrap().name, "bulk");
+        // Many bulk commits in a row, each visible at once.
+        for n in 0..130 {
+            let path = write_file(dir.path(), &format!("more-{n}.crate"), &bytes);
+            let id = index
+                .put_artifact(
+                    record_for(&path, "cargo", "more"),
+                    &raw_leaves(&bytes, 1024),
+                )
+                .unwrap();
+            assert!(index.artifact(id).unwrap().is_some());
+        }
         index.set_bulk_writes(false).unwrap();
     }
     let reopened = open_index(dir.path());
@@ -886,6 +1024,7 @@ fn bulk_writes_are_visible_at_once_and_durable_after_flush() {
         reopened.artifact_by_path(&file).unwrap().is_some(),
         "flushed bulk writes survive a reopen"
     );
+    assert_eq!(reopened.count_by_ecosystem().unwrap()["cargo"].0, 131);
 }
 
 /// The file moved out of the cache and a symlink to it put in its place: same inode, same bytes, but it is no

@@ -372,10 +372,18 @@ pub async fn announcer(
 ) {
     let mut next_reprovide = tokio::time::Instant::now() + REPROVIDE_INTERVAL;
     loop {
+        // With keys queued, look again every TICK (room frees up as provide queries finish); with none, sleep until
+        // a key is queued (`enqueue` wakes us) or the reprovide is due: no wake-ups at idle.
+        let queued = !shared.state.lock().unwrap().queue.is_empty();
+        let wake_at = if queued {
+            tokio::time::Instant::now() + TICK
+        } else {
+            next_reprovide
+        };
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = shared.wake.notified() => {},
-            _ = tokio::time::sleep(TICK) => {},
+            _ = tokio::time::sleep_until(wake_at) => {},
         }
         if *shutdown.borrow() {
             return;
