@@ -6,7 +6,7 @@
 //
 // For each --cid the whole file is reassembled by walking the DAG (raw leaves, or dag-pb/UnixFS nodes); Helia
 // verifies every block's hash before handing it over. Prints one JSON line per CID:
-//   {"cid": ..., "bytes": n, "sha256": hex, "ok": true}
+//   {"cid": ..., "bytes": n, "sha256": hex, "ok": true, "ms": n}   (ms: the fetch of this CID alone, after the dial)
 // --expect-missing asserts the block is NOT obtainable within --missing-seconds (prints {"cid", "missing": true, "ok"}).
 // --idle-seconds keeps the connection open and idle that long before fetching.
 // --parallel fetches every --cid at once (default: one after another). --allow-failures exits 0 even when a --cid
@@ -107,6 +107,7 @@ async function main () {
       const hash = createHash('sha256')
       const parts = []
       let bytes = 0
+      const started = Date.now()
       try {
         const signal = AbortSignal.timeout(opts.timeout * 1000)
         await readFile(helia, cid, signal, (data) => {
@@ -114,11 +115,12 @@ async function main () {
           bytes += data.length
           if (opts.outDir != null) parts.push(Buffer.from(data))
         })
+        const ms = Date.now() - started
         if (opts.outDir != null) {
           await fs.mkdir(opts.outDir, { recursive: true })
           await fs.writeFile(path.join(opts.outDir, text), Buffer.concat(parts))
         }
-        console.log(JSON.stringify({ cid: text, bytes, sha256: hash.digest('hex'), ok: true }))
+        console.log(JSON.stringify({ cid: text, bytes, sha256: hash.digest('hex'), ok: true, ms }))
       } catch (err) {
         if (!opts.allowFailures) failed = true
         console.log(JSON.stringify({ cid: text, ok: false, error: String(err?.message ?? err) }))

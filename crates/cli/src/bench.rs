@@ -1,6 +1,7 @@
 //! `pkgseed bench`: creates a synthetic cargo-like cache (seeded RNG, realistic size mix), then measures, in one
 //! run, the indexing path against its baseline and prints one table: one-pass DAG + checksum throughput vs plain
-//! sha256 of the same files, and the extra disk the index takes per seeded byte.
+//! sha256 of the same files, and the extra disk the index takes per seeded byte; then the daemon rows
+//! (`bench_daemon`), the network rows (`bench_net`) and the desktop row (`bench_desktop`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -20,14 +21,39 @@ pub struct BenchOptions {
     /// Cap on the synthetic daemon cache's total size (sizes are scaled down to fit).
     pub daemon_total_bytes: u64,
     pub idle_seconds: u64,
+    /// The network rows (serving, caps, pause, announcing); `None` leaves them out.
+    pub net: Option<crate::bench_net::NetBenchOptions>,
+    /// The desktop row; `None` leaves it out.
+    pub desktop: Option<crate::bench_desktop::DesktopBenchOptions>,
 }
 
 /// One row of the printed table.
-struct Row {
+pub(crate) struct Row {
     measurement: String,
     value: String,
     baseline: String,
     ratio: String,
+}
+
+impl Row {
+    pub fn new(measurement: String, value: String, baseline: String, ratio: String) -> Row {
+        Row {
+            measurement,
+            value,
+            baseline,
+            ratio,
+        }
+    }
+
+    /// A row that could not be measured here: no figure, and why.
+    pub fn skipped(measurement: String, reason: &str) -> Row {
+        Row::new(
+            measurement,
+            "-".into(),
+            format!("skipped: {reason}"),
+            "-".into(),
+        )
+    }
 }
 
 pub fn run(options: BenchOptions) -> Result<()> {
@@ -96,6 +122,12 @@ pub fn run(options: BenchOptions) -> Result<()> {
             &daemon_dir,
         )?;
         rows.extend(daemon_rows(&figures));
+    }
+    if let Some(net) = &options.net {
+        rows.extend(crate::bench_net::rows(net, &root.join("net")));
+    }
+    if let Some(desktop) = &options.desktop {
+        rows.push(crate::bench_desktop::row(desktop, &root.join("desktop")));
     }
     print_table(&rows);
     Ok(())

@@ -14,7 +14,7 @@ use sha2::Digest;
 
 /// The synthetic registry's index dir. Not a default-registry suffix: the bench marks it public in its config,
 /// exactly as a user marks a mirror.
-const BENCH_INDEX_DIR: &str = "bench-registry-0000000000000000";
+pub(crate) const BENCH_INDEX_DIR: &str = "bench-registry-0000000000000000";
 
 pub struct DaemonBenchOptions {
     pub artifacts: usize,
@@ -43,15 +43,8 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
     let cargo_home = work_dir.join("cargo-home");
     let (files, total_bytes) = generate_cargo_cache(&cargo_home, options)?;
     let sha256_secs = super::bench::time_plain_sha256(&files)?;
-    let config_dir = work_dir.join("config");
-    let data_dir = work_dir.join("data");
-    std::fs::create_dir_all(&config_dir)?;
-    std::fs::write(config_dir.join("config.toml"), bench_config())?;
-    let env = DaemonEnv {
-        cargo_home: cargo_home.clone(),
-        config_dir,
-        data_dir: data_dir.clone(),
-    };
+    let env = DaemonEnv::create(work_dir)?;
+    let data_dir = env.data_dir.clone();
 
     // 1. First scan.
     let started = Instant::now();
@@ -120,7 +113,8 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
 }
 
 /// The daemon's config: the synthetic registry marked public, and every ecosystem but cargo turned off, so the
-/// figures measure the synthetic cache only, never whatever npm, pip or apt caches the machine has.
+/// figures measure the synthetic cache only, never whatever npm, pip or apt caches the machine has (system-wide
+/// ones such as apt's archives live outside the empty HOME).
 fn bench_config() -> String {
     let mut config = format!("network = \"local\"\n[origins]\npublic = [\"{BENCH_INDEX_DIR}\"]\n");
     for ecosystem in pkgseed_sources::ECOSYSTEMS
@@ -132,18 +126,47 @@ fn bench_config() -> String {
     config
 }
 
-struct DaemonEnv {
-    cargo_home: PathBuf,
-    config_dir: PathBuf,
-    data_dir: PathBuf,
+pub(crate) struct DaemonEnv {
+    pub cargo_home: PathBuf,
+    pub config_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// An empty HOME, so the daemon seeds the synthetic cache and none of the machine's own caches.
+    pub home: PathBuf,
 }
 
 impl DaemonEnv {
-    fn spawn(&self) -> Result<Child> {
+    /// `cargo-home`, `config` and `data` under `work_dir`, and a config for the local network that marks the
+    /// synthetic registry public.
+    pub fn create(work_dir: &Path) -> Result<DaemonEnv> {
+        let env = DaemonEnv {
+            cargo_home: work_dir.join("cargo-home"),
+            config_dir: work_dir.join("config"),
+            data_dir: work_dir.join("data"),
+            home: work_dir.join("home"),
+        };
+        std::fs::create_dir_all(&env.config_dir)?;
+        std::fs::create_dir_all(&env.home)?;
+        // System-wide caches (apt's archives, the system gem dir) live outside HOME: off, as in the tests.
+        std::fs::write(env.config_dir.join("config.toml"), bench_config())?;
+        Ok(env)
+    }
+
+    pub fn spawn(&self) -> Result<Child> {
         let exe = std::env::current_exe().context("cannot find the pkgseed binary")?;
         Command::new(exe)
-            .args(["daemon", "--network", "local"])
+            .args([
+                "daemon",
+                "--network",
+                "local",
+                "--gateway-listen",
+                "127.0.0.1:0",
+            ])
             .env("CARGO_HOME", &self.cargo_home)
+            .env("HOME", &self.home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
             .env("PKGSEED_CONFIG_DIR", &self.config_dir)
             .env("PKGSEED_DATA_DIR", &self.data_dir)
             .env("PKGSEED_KEYRING", "off")
@@ -156,7 +179,7 @@ impl DaemonEnv {
     }
 }
 
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     // SIGTERM lets the daemon shut down cleanly; a daemon that does not stop in 10 s is killed.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
@@ -173,7 +196,7 @@ fn stop(child: &mut Child) {
 }
 
 /// Polls the daemon's status every 10 ms until `done` holds.
-fn wait_for(
+pub(crate) fn wait_for(
     data_dir: &Path,
     timeout: Duration,
     done: impl Fn(&serde_json::Value) -> bool,
@@ -196,7 +219,7 @@ fn wait_for(
     }
 }
 
-fn proc_status_kib(pid: u32, key: &str) -> Result<u64> {
+pub(crate) fn proc_status_kib(pid: u32, key: &str) -> Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     text.lines()
         .find_map(|line| {
@@ -211,7 +234,7 @@ fn peak_rss_bytes(pid: u32) -> Result<u64> {
     Ok(proc_status_kib(pid, "VmHWM:")? * 1024)
 }
 
-fn current_rss_bytes(pid: u32) -> Result<u64> {
+pub(crate) fn current_rss_bytes(pid: u32) -> Result<u64> {
     Ok(proc_status_kib(pid, "VmRSS:")? * 1024)
 }
 
@@ -236,7 +259,7 @@ fn cpu_secs(pid: u32) -> Result<f64> {
     Ok(ticks / ticks_per_sec.max(1.0))
 }
 
-fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut bytes = vec![0u8; len];
     rng.fill_bytes(&mut bytes);
@@ -244,7 +267,12 @@ fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// Writes `<cargo_home>/registry/cache/<dir>/<name>-<version>.crate` and its index cache entry (cargo's v3 format).
-fn write_crate(cargo_home: &Path, name: &str, version: &str, bytes: &[u8]) -> Result<PathBuf> {
+pub(crate) fn write_crate(
+    cargo_home: &Path,
+    name: &str,
+    version: &str,
+    bytes: &[u8],
+) -> Result<PathBuf> {
     let cksum = hex_lower(&sha2::Sha256::digest(bytes));
     let index_path = pkgseed_sources::cargo_index_cache_path(cargo_home, BENCH_INDEX_DIR, name);
     std::fs::create_dir_all(index_path.parent().context("index path")?)?;

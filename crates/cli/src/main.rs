@@ -2,6 +2,8 @@
 
 mod bench;
 mod bench_daemon;
+mod bench_desktop;
+mod bench_net;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -125,6 +127,37 @@ enum Command {
         /// How long the idle measurement lasts.
         #[arg(long, default_value_t = 60)]
         idle_seconds: u64,
+        /// Leave out the network rows (serving, caps, pause, announcing; they need node and tests/js).
+        #[arg(long)]
+        no_net: bool,
+        /// The Helia tools (tests/js with its node_modules); default: $PKGSEED_BENCH_JS_DIR, ./tests/js, or
+        /// tests/js of the checkout the binary was built in. Node is $NODE or `node`.
+        #[arg(long)]
+        js_dir: Option<PathBuf>,
+        /// Size of the artifact served to Helia (the serving row).
+        #[arg(long, default_value_t = 100_000_000)]
+        serve_bytes: u64,
+        /// Upload caps to measure, bytes per second, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [262_144u64, 1_048_576, 10_485_760])]
+        cap_rates: Vec<u64>,
+        /// The window each cap is measured over.
+        #[arg(long, default_value_t = 10.0)]
+        cap_window_seconds: f64,
+        /// Small artifacts whose keys the announcing row counts.
+        #[arg(long, default_value_t = 2000)]
+        announce_artifacts: usize,
+        /// js-libp2p Kademlia nodes in the announcing row's local DHT.
+        #[arg(long, default_value_t = 4)]
+        dht_nodes: usize,
+        /// Leave out the desktop row.
+        #[arg(long)]
+        no_desktop: bool,
+        /// The tray app; default: $PKGSEED_DESKTOP_BIN, else pkgseed-desktop next to this binary.
+        #[arg(long)]
+        desktop_bin: Option<PathBuf>,
+        /// How long the tray app runs after its first scan before its RSS is read.
+        #[arg(long, default_value_t = 20)]
+        desktop_settle_seconds: u64,
     },
 }
 
@@ -285,6 +318,16 @@ async fn run(cli: Cli) -> Result<()> {
             no_daemon,
             daemon_total_bytes,
             idle_seconds,
+            no_net,
+            js_dir,
+            serve_bytes,
+            cap_rates,
+            cap_window_seconds,
+            announce_artifacts,
+            dht_nodes,
+            no_desktop,
+            desktop_bin,
+            desktop_settle_seconds,
         } => {
             let options = bench::BenchOptions {
                 artifacts,
@@ -293,6 +336,19 @@ async fn run(cli: Cli) -> Result<()> {
                 daemon: !no_daemon,
                 daemon_total_bytes,
                 idle_seconds,
+                net: (!no_net).then_some(bench_net::NetBenchOptions {
+                    js_dir,
+                    seed,
+                    serve_bytes,
+                    cap_rates,
+                    cap_window_secs: cap_window_seconds,
+                    announce_artifacts,
+                    dht_nodes,
+                }),
+                desktop: (!no_desktop).then_some(bench_desktop::DesktopBenchOptions {
+                    bin: desktop_bin,
+                    settle_seconds: desktop_settle_seconds,
+                }),
             };
             tokio::task::spawn_blocking(move || bench::run(options)).await?
         }

@@ -230,6 +230,16 @@ impl Node {
                 "no listener came up on {listen:?}"
             )));
         }
+        // Kademlia puts the swarm's confirmed external addresses into every ADD_PROVIDER; go- and js-libp2p drop a
+        // provider record that carries none. On loopback the bound addresses are the reachable ones. (The public
+        // profile has no address confirmation yet: see docs/benchmarks.md, announcing.)
+        if network == NetworkProfile::Local {
+            for addr in &bound {
+                if let Err(e) = ipfs.add_external_address(addr.clone()).await {
+                    tracing::warn!(%addr, "cannot record the external address: {e}");
+                }
+            }
+        }
         tracing::info!(%peer_id, addrs = ?bound, profile = ?network, "node started");
 
         Ok(Node {
