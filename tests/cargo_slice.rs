@@ -655,6 +655,20 @@ fn cargo_slice() {
                 st["bytes_served"].as_u64().unwrap_or(0) >= total,
                 "bytes_served < bytes fetched ({total}): {st}"
             );
+            // "Served most": every fetched crate with at least its own size served, and never the private one.
+            let most = st["most_served"].as_array().cloned().unwrap_or_default();
+            for n in public_seeded {
+                let size = w.published(n).bytes.len() as u64;
+                let entry = most.iter().find(|e| e["name"].as_str() == Some(n));
+                assert!(
+                    entry.is_some_and(|e| e["bytes_served"].as_u64().unwrap_or(0) >= size),
+                    "most_served lacks {n} with >= {size} bytes: {most:?}"
+                );
+            }
+            assert!(
+                most.iter().all(|e| e["name"].as_str() != Some("inhouse")),
+                "a private crate in most_served: {most:?}"
+            );
         },
     );
     steps.run("c: the private crate is not obtainable", || {

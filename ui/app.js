@@ -64,6 +64,7 @@ function renderStatus(status) {
 
   renderEcosystems(status);
   renderOrigins(status);
+  renderMostServed(status.most_served || []);
   const unseedable = status.unseedable_caches || [];
   $('unseedable-card').hidden = unseedable.length === 0;
   $('unseedable').replaceChildren(...unseedable.map((c) => {
@@ -166,6 +167,18 @@ function renderEcosystems(status) {
       box.checked = !(config.ecosystems[eco] && config.ecosystems[eco].enabled === false);
     }
   });
+}
+
+function renderMostServed(list) {
+  $('most-served-empty').hidden = list.length > 0;
+  $('most-served').tBodies[0].replaceChildren(...list.map((a) => {
+    const tr = document.createElement('tr');
+    tr.innerHTML = '<td></td><td></td><td class="n"></td>';
+    tr.cells[0].textContent = a.ecosystem;
+    tr.cells[1].textContent = `${a.name} ${a.version}`;
+    tr.cells[2].textContent = bytes(a.bytes_served);
+    return tr;
+  }));
 }
 
 function renderOrigins(status) {

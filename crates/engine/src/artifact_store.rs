@@ -36,6 +36,9 @@ pub struct StoreUsage {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct ServedLog {
     served_at_ms: HashMap<ArtifactId, u64>,
+    /// Block bytes served per artifact, all time (kept with the times): the dashboard's "served most".
+    #[serde(default)]
+    bytes_served: HashMap<ArtifactId, u64>,
     #[serde(skip)]
     dirty: bool,
 }
@@ -106,11 +109,25 @@ impl ArtifactStore {
         path.parent() == Some(self.dir.as_path())
     }
 
-    /// Records that a block of artifact `id` was just served.
-    pub(crate) fn note_served(&self, id: ArtifactId) {
+    /// Records that a block of `block_bytes` of artifact `id` was just served.
+    pub(crate) fn note_served(&self, id: ArtifactId, block_bytes: u64) {
         let mut served = self.served.lock().unwrap();
         served.served_at_ms.insert(id, now_ms());
+        *served.bytes_served.entry(id).or_default() += block_bytes;
         served.dirty = true;
+    }
+
+    /// The `limit` artifacts with the most block bytes served, most first: (id, bytes).
+    pub(crate) fn most_served(&self, limit: usize) -> Vec<(ArtifactId, u64)> {
+        let served = self.served.lock().unwrap();
+        let mut ranked: Vec<(ArtifactId, u64)> = served
+            .bytes_served
+            .iter()
+            .map(|(id, bytes)| (*id, *bytes))
+            .collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(limit);
+        ranked
     }
 
     /// When artifact `id` was last served (ms since the epoch), 0 = never.
@@ -126,6 +143,7 @@ impl ArtifactStore {
             if let Some(live) = live {
                 let before = served.served_at_ms.len();
                 served.served_at_ms.retain(|id, _| live.contains(id));
+                served.bytes_served.retain(|id, _| live.contains(id));
                 served.dirty |= served.served_at_ms.len() != before;
             }
             if !served.dirty {
@@ -580,13 +598,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::open(dir.path());
         assert_eq!(store.last_served_ms(7), 0, "never served");
-        store.note_served(7);
-        store.note_served(8);
+        store.note_served(7, 100);
+        store.note_served(8, 100);
         let at = store.last_served_ms(7);
         assert!(at > 0);
         store.save_served(Some(&HashSet::from([7])));
         let again = ArtifactStore::open(dir.path());
         assert_eq!(again.last_served_ms(7), at);
         assert_eq!(again.last_served_ms(8), 0, "dropped: not live");
+    }
+
+    #[test]
+    fn most_served_ranks_by_bytes_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path());
+        assert!(store.most_served(10).is_empty());
+        store.note_served(1, 10);
+        store.note_served(2, 300);
+        store.note_served(3, 50);
+        store.note_served(1, 500);
+        assert_eq!(store.most_served(2), vec![(1, 510), (2, 300)]);
+        store.save_served(Some(&HashSet::from([1, 3])));
+        let again = ArtifactStore::open(dir.path());
+        assert_eq!(
+            again.most_served(10),
+            vec![(1, 510), (3, 50)],
+            "dropped: not live"
+        );
     }
 }

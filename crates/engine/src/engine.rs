@@ -16,7 +16,8 @@ use crate::config::Config;
 use crate::dirs::EngineDirs;
 use crate::indexer::{self, Outcome};
 use crate::status::{
-    ArtifactView, CacheStatus, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress, Status,
+    ArtifactView, CacheStatus, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress,
+    ServedArtifact, Status,
 };
 use crate::{fs_util, watcher, EngineError};
 
@@ -379,6 +380,20 @@ impl Engine {
             restart_required: shared.restart_required.load(Ordering::SeqCst),
             limits: limits_status,
             gateway: self.gateway.status(),
+            most_served: shared
+                .artifact_store
+                .most_served(10)
+                .into_iter()
+                .filter_map(|(id, bytes_served)| {
+                    let record = shared.index.artifact(id).ok()??;
+                    Some(ServedArtifact {
+                        ecosystem: record.ecosystem,
+                        name: record.name,
+                        version: record.version,
+                        bytes_served,
+                    })
+                })
+                .collect(),
             traffic: policy.traffic,
             runtime_tasks: tokio::runtime::Handle::current()
                 .metrics()

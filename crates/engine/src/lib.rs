@@ -30,7 +30,7 @@ pub use error::EngineError;
 pub use gateway::{parse_gateway_listen_addr, DEFAULT_GATEWAY_LISTEN_ADDR};
 pub use status::{
     ArtifactView, CacheStatus, EcosystemCounts, EngineEvent, GatewayStatus, LimitsStatus,
-    OriginStatus, ScanProgress, Status,
+    OriginStatus, ScanProgress, ServedArtifact, Status,
 };
 
 use pkgseed_sources::{CacheSource, OriginMarks, SourceEnv};

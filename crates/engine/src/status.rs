@@ -81,6 +81,9 @@ pub struct Status {
     /// The local trustless gateway.
     #[serde(default)]
     pub gateway: GatewayStatus,
+    /// The artifacts served most (block bytes, all time), most first; at most ten.
+    #[serde(default)]
+    pub most_served: Vec<ServedArtifact>,
     /// Upload and download today, this month and all time (kept across restarts), for the dashboard's totals.
     #[serde(default)]
     pub traffic: crate::traffic::TrafficTotals,
@@ -142,6 +145,15 @@ pub struct LimitsStatus {
     /// copied instead. `store_link_failures` counts the links refused since start.
     pub store_problem: Option<String>,
     pub store_link_failures: u64,
+}
+
+/// An artifact and the block bytes served from it (`status --json` → `most_served`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedArtifact {
+    pub ecosystem: String,
+    pub name: String,
+    pub version: String,
+    pub bytes_served: u64,
 }
 
 /// One seeded artifact, as `pkgseed ls --json` prints it.

@@ -40,7 +40,7 @@ impl BlockStore for IndexBlockStore {
         let cid = *cid;
         match tokio::task::spawn_blocking(move || index.read_block_located(&cid)).await {
             Ok(Ok(Some((artifact, bytes)))) => {
-                self.served.note_served(artifact);
+                self.served.note_served(artifact, bytes.len() as u64);
                 Some(bytes)
             }
             Ok(Ok(None)) => None,
