@@ -5,10 +5,10 @@
 //                     --expect-keys N [--nodes 4] [--timeout-seconds 300] [--stall-seconds 30]
 //                     [--routing-seconds 20]
 //
-// Starts --nodes js-libp2p nodes in one process (TCP + noise + yamux + identify + ping, 127.0.0.1 only, no bootstrap,
-// no mDNS) with @libp2p/kad-dht in server mode on /ipfs/kad/1.0.0 and a pass-through peerInfoMapper (loopback
-// addresses kept), connects them to each other and dials every --dial peer, then waits (at most --routing-seconds)
-// until each node has every dialed peer in its routing table. It prints {"ready": true, "nodes": n, "addrs": [...]}
+// Starts --nodes js-libp2p nodes in one process (TCP + noise + yamux + identify + identify push + ping, 127.0.0.1
+// only, no bootstrap, no mDNS) with @libp2p/kad-dht in server mode on /ipfs/kad/1.0.0 and a pass-through
+// peerInfoMapper (loopback addresses kept), connects them to each other and dials every --dial peer, then waits (at
+// most --routing-seconds) until each node has every dialed peer in its routing table. It prints {"ready": true, "nodes": n, "addrs": [...]}
 // and from then on counts ADD_PROVIDER records stored by any node whose provider is one of --provider (the
 // records land in each node's datastore under /dht/provider/<multihash>/<peer>). It exits once --expect-keys
 // distinct keys have arrived, at --timeout-seconds, or when no new key arrived for --stall-seconds after the first
@@ -32,7 +32,7 @@ const { kadDHT, passthroughMapper } = await import('@libp2p/kad-dht')
 const { tcp } = await import('@libp2p/tcp')
 const { noise } = await import('@chainsafe/libp2p-noise')
 const { yamux } = await import('@chainsafe/libp2p-yamux')
-const { identify } = await import('@libp2p/identify')
+const { identify, identifyPush } = await import('@libp2p/identify')
 const { ping } = await import('@libp2p/ping')
 const { multiaddr } = await import('@multiformats/multiaddr')
 const { MemoryDatastore } = await import('datastore-core')
@@ -96,6 +96,8 @@ async function makeNode () {
     connectionGater: { denyDialMultiaddr: () => false },
     services: {
       identify: identify(),
+      // A peer whose Kademlia turns to server mode later (once an external address is confirmed) tells us by push.
+      identifyPush: identifyPush(),
       ping: ping(),
       dht: kadDHT({
         protocol: '/ipfs/kad/1.0.0',

@@ -1,5 +1,6 @@
-//! The one custom behaviour rust-ipfs runs for us: our Kademlia ([`DhtBehaviour`]) and our inbound bitswap
-//! ([`InboundBehaviour`]) side by side, composed by libp2p's derive (reached through connexa's re-export).
+//! The one custom behaviour rust-ipfs runs for us: our Kademlia ([`DhtBehaviour`]), our inbound bitswap
+//! ([`InboundBehaviour`]) and external address confirmation ([`ExternalAddrBehaviour`]) side by side, composed by
+//! libp2p's derive (reached through connexa's re-export).
 
 use std::convert::Infallible;
 
@@ -7,6 +8,7 @@ use connexa::prelude::swarm::NetworkBehaviour;
 
 use crate::bitswap::inbound::InboundBehaviour;
 use crate::dht::DhtBehaviour;
+use crate::extaddr::ExternalAddrBehaviour;
 
 #[derive(NetworkBehaviour)]
 #[behaviour(
@@ -16,4 +18,5 @@ use crate::dht::DhtBehaviour;
 pub struct NodeBehaviour {
     pub dht: DhtBehaviour,
     pub bitswap: InboundBehaviour,
+    pub external_addrs: ExternalAddrBehaviour,
 }

@@ -12,7 +12,7 @@ const IDLE_CONNECTION_TIMEOUT_SECS: u64 = 300;
 
 pub fn default_listen_addrs(profile: NetworkProfile) -> Vec<Multiaddr> {
     let addrs: &[&str] = match profile {
-        NetworkProfile::Local => &["/ip4/127.0.0.1/tcp/0"],
+        NetworkProfile::Local | NetworkProfile::LoopbackObservedAddrs => &["/ip4/127.0.0.1/tcp/0"],
         NetworkProfile::Public => &[
             "/ip4/0.0.0.0/tcp/0",
             "/ip6/::/tcp/0",

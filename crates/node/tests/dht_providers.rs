@@ -2,46 +2,14 @@
 //! @libp2p/kad-dht, client mode) sends GET_PROVIDERS to a node over loopback. Announced keys name the node, keys never
 //! announced or withdrawn name nobody, and while paused the node names nobody for its own keys (resume restores it).
 
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use pkgseed_node::{BlockStore, Cid, Keypair, Multiaddr, NetworkProfile, Node, NodeConfig};
-use sha2::{Digest, Sha256};
+use pkgseed_node::{Cid, Multiaddr, NetworkProfile, Node};
 
-struct EmptyStore;
+mod common;
 
-#[async_trait::async_trait]
-impl BlockStore for EmptyStore {
-    async fn get(&self, _: &Cid) -> Option<Bytes> {
-        None
-    }
-    async fn has(&self, _: &Cid) -> bool {
-        false
-    }
-}
-
-fn raw_cid(data: &[u8]) -> Cid {
-    let digest = Sha256::digest(data);
-    Cid::new_v1(
-        0x55,
-        multihash::Multihash::<64>::wrap(0x12, &digest).unwrap(),
-    )
-}
-
-fn js_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/js");
-    let dir = dir.canonicalize().unwrap_or(dir);
-    assert!(
-        dir.join("node_modules/@libp2p/kad-dht").is_dir() && dir.join("node_modules/libp2p").is_dir(),
-        "js-libp2p is not installed: {}/node_modules is missing. Run `npm ci --prefix tests/js` (Node.js 20+) \
-         first; these interop tests do not skip.",
-        dir.display()
-    );
-    dir
-}
+use common::{js_dir, raw_cid, start_empty_node};
 
 async fn peer_addr(node: &Node) -> String {
     let addrs = node.listen_addrs().await;
@@ -135,20 +103,7 @@ async fn wait_stats(node: &Node, announced: usize, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_providers_names_us_for_announced_keys_only_and_not_while_paused() {
-    let node = tokio::time::timeout(
-        Duration::from_secs(60),
-        Node::start(
-            NodeConfig {
-                network: NetworkProfile::Local,
-                listen_addrs: vec![],
-                keypair: Keypair::generate_ed25519(),
-            },
-            Arc::new(EmptyStore),
-        ),
-    )
-    .await
-    .expect("node start timed out")
-    .expect("node start");
+    let node = start_empty_node(NetworkProfile::Local).await;
     let me = vec![node.peer_id().to_string()];
     let none: Vec<String> = vec![];
     let (a, b, never, late) = (
