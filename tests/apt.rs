@@ -13,17 +13,10 @@ use std::time::Duration;
 
 use pkgseed_e2e::pipapt::{make_deb, require_tool, serve_apt_repo, CachingServer, TestKey};
 use pkgseed_e2e::{
-    dial_addr, helia_fetch, js_unixfs_cids, poll, raw_sha256_cid, run, sha256_file, status,
+    dial_addr, helia_fetch, js_unixfs_cids, ls, poll, raw_sha256_cid, run, sha256_file, status,
     wait_first_scan, Daemon, HeliaFetch, TestEnv,
 };
 use serde_json::Value;
-
-fn ls(env: &TestEnv) -> Vec<Value> {
-    match env.pkgseed_json(&["ls", "--json"]) {
-        Value::Array(v) => v,
-        other => panic!("`ls --json` printed no array: {other:#}"),
-    }
-}
 
 fn find<'a>(ls: &'a [Value], name: &str) -> Option<&'a Value> {
     ls.iter()

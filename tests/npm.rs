@@ -17,47 +17,24 @@
 //! trace of the token; it is listed under its scope's origin as private, never in `ls`, and not obtainable, while an
 //! unscoped package and a scoped one whose scope origin the user marked public are seeded.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
 use pkgseed_e2e::http::StaticServer;
-use pkgseed_e2e::npm::{client, noise, npm_pack, require_tool, NpmRegistry, NpmTarball};
+use pkgseed_e2e::npm::{self, client, noise, npm_pack, require_tool, NpmRegistry, NpmTarball};
 use pkgseed_e2e::{
-    dial_addr, helia_fetch, js_importer_installed, js_unixfs_cids, poll, raw_sha256_cid,
-    sha256_hex, status, wait_first_scan, Daemon, HeliaFetch, TestEnv,
+    dial_addr, helia_fetch, js_importer_installed, js_unixfs_cids, raw_sha256_cid, sha256_hex,
+    status, wait_first_scan, Daemon, HeliaFetch, TestEnv,
 };
 use serde_json::Value;
 
 fn ls(env: &TestEnv) -> Vec<Value> {
-    match env.pkgseed_json(&["ls", "--json"]) {
-        Value::Array(v) => v.into_iter().filter(|e| e["ecosystem"] == "npm").collect(),
-        other => panic!("`ls --json` printed no array: {other:#}"),
-    }
-}
-
-fn names(ls: &[Value]) -> BTreeSet<String> {
-    ls.iter()
-        .map(|e| {
-            format!(
-                "{}@{}",
-                e["name"].as_str().unwrap_or("?"),
-                e["version"].as_str().unwrap_or("?")
-            )
-        })
-        .collect()
+    npm::ls_of(env, "npm")
 }
 
 #[track_caller]
 fn wait_ls(env: &TestEnv, want: &[&str], what: &str) -> Vec<Value> {
-    let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
-    let mut last = Vec::new();
-    poll(Duration::from_secs(20), Duration::from_millis(200), || {
-        last = ls(env);
-        (names(&last) == want).then_some(())
-    })
-    .unwrap_or_else(|| panic!("{what}: ls --json never listed exactly {want:?}; last: {last:#?}"));
-    last
+    npm::wait_ls(env, "npm", want, what)
 }
 
 /// Runs the real `npm install` in a fresh project under `env.work` depending on `dependencies` (a JSON object);
@@ -250,7 +227,7 @@ fn npm_cache_is_seeded_public_only() {
     std::fs::write(&orphan, &partial.bytes).unwrap();
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
-        names(&ls(&env)),
+        npm::names(&ls(&env)),
         ["seed-small@1.0.0", "seed-big@2.1.0", "seed-late@0.3.0"]
             .iter()
             .map(|s| s.to_string())

@@ -9,15 +9,14 @@
 //! is not seeded; Helia fetches a public tarball by root and sha512 checksum CID; `yarn cache clean` withdraws
 //! everything. The partial download is made by writing the files yarn stages (yarn cannot be stopped mid-body).
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pkgseed_e2e::http::StaticServer;
-use pkgseed_e2e::npm::{client, noise, npm_pack, require_tool, NpmRegistry, NpmTarball};
+use pkgseed_e2e::npm::{self, client, noise, npm_pack, require_tool, NpmRegistry, NpmTarball};
 use pkgseed_e2e::{
-    dial_addr, helia_fetch, js_importer_installed, js_unixfs_cids, poll, raw_sha256_cid,
-    sha256_hex, status, wait_first_scan, Daemon, HeliaFetch, TestEnv,
+    dial_addr, helia_fetch, js_importer_installed, js_unixfs_cids, raw_sha256_cid, sha256_hex,
+    status, wait_first_scan, Daemon, HeliaFetch, TestEnv,
 };
 use serde_json::Value;
 
@@ -25,34 +24,12 @@ const NODE_PATH: (&str, &str) = ("NODE_PATH", "/usr/share/nodejs");
 const NO_UPDATE: (&str, &str) = ("YARN_DISABLE_SELF_UPDATE_CHECK", "true");
 
 fn ls(env: &TestEnv) -> Vec<Value> {
-    match env.pkgseed_json(&["ls", "--json"]) {
-        Value::Array(v) => v.into_iter().filter(|e| e["ecosystem"] == "yarn").collect(),
-        other => panic!("`ls --json` printed no array: {other:#}"),
-    }
-}
-
-fn names(ls: &[Value]) -> BTreeSet<String> {
-    ls.iter()
-        .map(|e| {
-            format!(
-                "{}@{}",
-                e["name"].as_str().unwrap_or("?"),
-                e["version"].as_str().unwrap_or("?")
-            )
-        })
-        .collect()
+    npm::ls_of(env, "yarn")
 }
 
 #[track_caller]
 fn wait_ls(env: &TestEnv, want: &[&str], what: &str) -> Vec<Value> {
-    let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
-    let mut last = Vec::new();
-    poll(Duration::from_secs(20), Duration::from_millis(200), || {
-        last = ls(env);
-        (names(&last) == want).then_some(())
-    })
-    .unwrap_or_else(|| panic!("{what}: ls --json never listed exactly {want:?}; last: {last:#?}"));
-    last
+    npm::wait_ls(env, "yarn", want, what)
 }
 
 /// `yarnpkg` (Debian) or `yarn`, whichever runs and is version 1.
@@ -229,7 +206,7 @@ fn yarn_v1_cache_is_seeded_public_only() {
     std::fs::write(unfinished.join(".yarn-tarball.tgz"), &partial.bytes).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        names(&ls(&env)),
+        npm::names(&ls(&env)),
         ["yseed-small@1.0.0", "yseed-big@1.2.0"]
             .iter()
             .map(|s| s.to_string())

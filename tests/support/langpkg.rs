@@ -75,14 +75,7 @@ pub fn require_tool(program: &str, apt_package: &str) {
     );
 }
 
-/// `pkgseed ls --json` as an array.
-#[track_caller]
-pub fn ls(env: &TestEnv) -> Vec<Value> {
-    match env.pkgseed_json(&["ls", "--json"]) {
-        Value::Array(v) => v,
-        other => panic!("`ls --json` printed no array: {other:#}"),
-    }
-}
+pub use crate::ls;
 
 /// The `ls` entry whose path is `path`.
 pub fn ls_by_path<'a>(ls: &'a [Value], path: &Path) -> Option<&'a Value> {

@@ -425,6 +425,15 @@ impl Drop for Daemon {
     }
 }
 
+/// `pkgseed ls --json` as an array.
+#[track_caller]
+pub fn ls(env: &TestEnv) -> Vec<Value> {
+    match env.pkgseed_json(&["ls", "--json"]) {
+        Value::Array(v) => v,
+        other => panic!("`ls --json` printed no array: {other:#}"),
+    }
+}
+
 /// `status --json` of the daemon of `env`, as JSON.
 #[track_caller]
 pub fn status(env: &TestEnv) -> Value {

@@ -2,13 +2,15 @@
 //! the [`StaticServer`](crate::http::StaticServer) under a path prefix, the clients themselves, and the CIDs an npm
 //! artifact is announced under.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use crate::http::StaticServer;
-use crate::{base32_lower, run, RunOutput};
+use serde_json::Value;
+
+use crate::{base32_lower, poll, run, RunOutput, TestEnv};
 
 /// A package tarball made by `npm pack`.
 #[derive(Clone, Debug)]
@@ -286,6 +288,41 @@ pub fn client(
         cmd.env(k, v);
     }
     run(&mut cmd, Duration::from_secs(120))
+}
+
+/// The `ls --json` entries of one ecosystem (`npm` or `yarn`).
+#[track_caller]
+pub fn ls_of(env: &TestEnv, ecosystem: &str) -> Vec<Value> {
+    crate::ls(env)
+        .into_iter()
+        .filter(|e| e["ecosystem"] == ecosystem)
+        .collect()
+}
+
+/// `name@version` of each entry.
+pub fn names(ls: &[Value]) -> BTreeSet<String> {
+    ls.iter()
+        .map(|e| {
+            format!(
+                "{}@{}",
+                e["name"].as_str().unwrap_or("?"),
+                e["version"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+/// Waits (20 s) until `ls --json` lists exactly `want` (`name@version`) for `ecosystem`; returns those entries.
+#[track_caller]
+pub fn wait_ls(env: &TestEnv, ecosystem: &str, want: &[&str], what: &str) -> Vec<Value> {
+    let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+    let mut last = Vec::new();
+    poll(Duration::from_secs(20), Duration::from_millis(200), || {
+        last = ls_of(env, ecosystem);
+        (names(&last) == want).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{what}: ls --json never listed exactly {want:?}; last: {last:#?}"));
+    last
 }
 
 #[cfg(test)]
