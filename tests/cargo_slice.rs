@@ -5,10 +5,10 @@
 //! each step runs on its own and reports its own failure, then the test fails listing every failed step.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use pkgseed_e2e::langpkg::Steps;
 use pkgseed_e2e::registry::{
     cached_crates, make_crate, origin_of, CargoProject, Dep, Published, SparseRegistry,
 };
@@ -22,59 +22,6 @@ const MIB: usize = 1024 * 1024;
 /// The IPFS block limit: crates up to this size get a checksum CID.
 const CHECKSUM_CID_MAX: u64 = 2 * MIB as u64;
 const FIRST_SCAN_TIMEOUT: Duration = Duration::from_secs(60);
-
-// ---------------------------------------------------------------------------------------------------------------
-// Step runner: run every step, collect failures, fail once at the end with a summary.
-
-struct Steps {
-    failures: Vec<(String, String)>,
-    passed: Vec<String>,
-}
-
-impl Steps {
-    fn new() -> Steps {
-        Steps {
-            failures: Vec::new(),
-            passed: Vec::new(),
-        }
-    }
-
-    fn run(&mut self, name: &str, f: impl FnOnce()) -> bool {
-        eprintln!("\n=== step {name} ===");
-        let t = Instant::now();
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(()) => {
-                eprintln!("=== step {name}: ok ({:.1?}) ===", t.elapsed());
-                self.passed.push(name.to_string());
-                true
-            }
-            Err(e) => {
-                let msg = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "(non-string panic)".into());
-                eprintln!("=== step {name}: FAILED ({:.1?}) ===", t.elapsed());
-                self.failures.push((name.to_string(), msg));
-                false
-            }
-        }
-    }
-
-    fn finish(self) {
-        eprintln!("\npassed steps: {:?}", self.passed);
-        if !self.failures.is_empty() {
-            let mut s = format!("{} step(s) failed:\n", self.failures.len());
-            for (name, msg) in &self.failures {
-                s.push_str(&format!(
-                    "\n--- {name} ---\n{}\n",
-                    pkgseed_e2e::proc::tail(msg, 6000)
-                ));
-            }
-            panic!("{s}");
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixture
