@@ -15,7 +15,7 @@ use pkgseed_e2e::pipapt::{
     blake2b_256_hex, make_wheel, pip_bodies, pip_command, pip_python, CachingServer,
 };
 use pkgseed_e2e::{
-    dial_addr, helia_fetch, js_unixfs_cids, ls, poll, raw_sha256_cid, run, sha256_file, status,
+    assert_sha256_identity, dial_addr, helia_fetch, ls, poll, run, sha256_file, status,
     wait_first_scan, Daemon, HeliaFetch, TestEnv,
 };
 use serde_json::Value;
@@ -173,23 +173,7 @@ fn pip_cache_is_seeded_by_url_proof() {
         pub_body.as_path(),
         "{e}"
     );
-    let sha = sha256_file(&pub_whl);
-    assert_eq!(
-        e["registry_checksum"].as_str(),
-        Some(format!("sha256:{sha}").as_str()),
-        "{e}"
-    );
-    assert_eq!(
-        e["checksum_cid"].as_str(),
-        Some(raw_sha256_cid(&sha).as_str()),
-        "{e}"
-    );
-    let cid = e["cid"].as_str().unwrap().to_string();
-    assert_eq!(
-        js_unixfs_cids("unixfs-v1-2025", &[&pub_body])[0],
-        cid,
-        "ls CID != ipfs-unixfs-importer CID"
-    );
+    let (cid, checksum_cid) = assert_sha256_identity(e, &pub_whl, &pub_body);
     // Private, partial and orphan entries are never seeded.
     assert!(
         find(&entries, "seedpriv").is_none(),
@@ -227,7 +211,6 @@ fn pip_cache_is_seeded_by_url_proof() {
     // Helia fetches the public wheel by root CID and checksum CID (equal for a file of one chunk).
     let out_dir = env.work.join("helia");
     let mut cids = vec![cid.clone()];
-    let checksum_cid = raw_sha256_cid(&sha);
     if checksum_cid != cid {
         cids.push(checksum_cid);
     }

@@ -434,6 +434,36 @@ pub fn ls(env: &TestEnv) -> Vec<Value> {
     }
 }
 
+/// Asserts an `ls` entry's sha256 identity: registry checksum `sha256:` + the digest of `checksum_file`, the checksum
+/// CID of that digest, and a root CID equal to the JS reference importer's for `content_file`. Returns the root CID
+/// and the checksum CID.
+#[track_caller]
+pub fn assert_sha256_identity(
+    entry: &Value,
+    checksum_file: &Path,
+    content_file: &Path,
+) -> (String, String) {
+    let sha = sha256_file(checksum_file);
+    assert_eq!(
+        entry["registry_checksum"].as_str(),
+        Some(format!("sha256:{sha}").as_str()),
+        "{entry}"
+    );
+    let checksum_cid = raw_sha256_cid(&sha);
+    assert_eq!(
+        entry["checksum_cid"].as_str(),
+        Some(checksum_cid.as_str()),
+        "{entry}"
+    );
+    let cid = entry["cid"].as_str().unwrap().to_string();
+    assert_eq!(
+        js_unixfs_cids("unixfs-v1-2025", &[content_file])[0],
+        cid,
+        "ls CID != ipfs-unixfs-importer CID"
+    );
+    (cid, checksum_cid)
+}
+
 /// `status --json` of the daemon of `env`, as JSON.
 #[track_caller]
 pub fn status(env: &TestEnv) -> Value {
