@@ -18,10 +18,7 @@ use std::time::Duration;
 
 use pkgseed_e2e::http::StaticServer;
 use pkgseed_e2e::langpkg::{self, origin_status, require_tool, Steps};
-use pkgseed_e2e::{
-    dial_addr, helia_fetch, js_unixfs_cids, run, status, wait_first_scan, Daemon, HeliaFetch,
-    TestEnv,
-};
+use pkgseed_e2e::{js_unixfs_cids, run, wait_first_scan, Daemon, TestEnv};
 use serde_json::{json, Value};
 
 #[track_caller]
@@ -228,24 +225,7 @@ fn composer() {
 
     steps.run("Helia fetches the public archive by root CID", || {
         assert!(!root_cid.is_empty(), "no root CID (the first step failed)");
-        let out_dir = env.work.join("helia");
-        let r = helia_fetch(&HeliaFetch {
-            peer: dial_addr(&status(&env)),
-            cids: vec![root_cid.clone()],
-            out_dir: out_dir.clone(),
-            timeout_seconds: Some(30),
-            ..Default::default()
-        });
-        let line = r
-            .line(&root_cid)
-            .unwrap_or_else(|| panic!("no line\n{}", r.output.describe()));
-        assert_eq!(
-            line["ok"],
-            Value::Bool(true),
-            "{line}\n{}",
-            r.output.describe()
-        );
-        assert_eq!(std::fs::read(out_dir.join(&root_cid)).unwrap(), pub_bytes);
+        langpkg::assert_helia_fetches(&env, std::slice::from_ref(&root_cid), &pub_bytes);
     });
 
     steps.run("composer clear-cache withdraws the archive", || {

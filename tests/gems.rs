@@ -20,10 +20,8 @@ use std::time::Duration;
 use pkgseed_e2e::http::StaticServer;
 use pkgseed_e2e::langpkg::{self, origin_status, require_tool, Steps};
 use pkgseed_e2e::{
-    dial_addr, helia_fetch, js_unixfs_cids, raw_sha256_cid, run, sha256_file, sha256_hex, status,
-    wait_first_scan, Daemon, HeliaFetch, TestEnv,
+    js_unixfs_cids, raw_sha256_cid, run, sha256_file, sha256_hex, wait_first_scan, Daemon, TestEnv,
 };
-use serde_json::Value;
 
 const COMPACT_INDEX_RB: &str = r##"require "digest"; require "rubygems/package"
 dir = ARGV[0]
@@ -268,35 +266,11 @@ fn gems() {
         "Helia fetches the public gem by root and checksum CID",
         || {
             let checksum_cid = raw_sha256_cid(&sha256_hex(&bytes));
-            let peer = dial_addr(&status(&env));
-            let out_dir = env.work.join("helia");
             let mut cids = vec![checksum_cid.clone()];
             if !root_cid.is_empty() && root_cid != checksum_cid {
                 cids.push(root_cid.clone());
             }
-            let r = helia_fetch(&HeliaFetch {
-                peer,
-                cids: cids.clone(),
-                out_dir: out_dir.clone(),
-                timeout_seconds: Some(30),
-                ..Default::default()
-            });
-            for cid in &cids {
-                let line = r
-                    .line(cid)
-                    .unwrap_or_else(|| panic!("no line for {cid}\n{}", r.output.describe()));
-                assert_eq!(
-                    line["ok"],
-                    Value::Bool(true),
-                    "{line}\n{}",
-                    r.output.describe()
-                );
-                assert_eq!(
-                    std::fs::read(out_dir.join(cid)).unwrap(),
-                    bytes,
-                    "bytes of {cid}"
-                );
-            }
+            langpkg::assert_helia_fetches(&env, &cids, &bytes);
         },
     );
 

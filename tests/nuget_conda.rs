@@ -17,10 +17,9 @@ use std::time::Duration;
 
 use pkgseed_e2e::langpkg::{self, origin_status, Steps};
 use pkgseed_e2e::{
-    base32_lower, dial_addr, helia_fetch, js_unixfs_cids, raw_sha256_cid, sha256_hex, status,
-    wait_first_scan, Daemon, HeliaFetch, TestEnv,
+    base32_lower, js_unixfs_cids, raw_sha256_cid, sha256_hex, wait_first_scan, Daemon, TestEnv,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha512};
 
 const NUGET_PUBLIC: &str = "http://127.0.0.1:9/public/v3/index.json";
@@ -232,24 +231,7 @@ fn nuget_conda() {
         "Helia fetches the NuGet package by sha512 checksum CID",
         || {
             let cid = sha512_cid(&n_pub);
-            let out_dir = env.work.join("helia");
-            let r = helia_fetch(&HeliaFetch {
-                peer: dial_addr(&status(&env)),
-                cids: vec![cid.clone()],
-                out_dir: out_dir.clone(),
-                timeout_seconds: Some(30),
-                ..Default::default()
-            });
-            let line = r
-                .line(&cid)
-                .unwrap_or_else(|| panic!("no line\n{}", r.output.describe()));
-            assert_eq!(
-                line["ok"],
-                Value::Bool(true),
-                "{line}\n{}",
-                r.output.describe()
-            );
-            assert_eq!(std::fs::read(out_dir.join(&cid)).unwrap(), n_pub);
+            langpkg::assert_helia_fetches(&env, &[cid], &n_pub);
         },
     );
 
