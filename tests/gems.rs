@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pkgseed_e2e::http::StaticServer;
+use pkgseed_e2e::http::{serve_dir, StaticServer};
 use pkgseed_e2e::langpkg::{self, origin_status, require_tool, Steps};
 use pkgseed_e2e::{
     js_unixfs_cids, raw_sha256_cid, run, sha256_file, sha256_hex, wait_first_scan, Daemon, TestEnv,
@@ -101,24 +101,7 @@ fn serve_source(dir: &Path, gems: &[&Path]) -> StaticServer {
         Command::new("ruby").args(["-e", COMPACT_INDEX_RB]).arg(dir),
         "compact index script",
     );
-    let server = StaticServer::start();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                server.put(&format!("/{rel}"), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    server
+    serve_dir(dir)
 }
 
 #[test]

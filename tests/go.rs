@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pkgseed_e2e::jvmgo::{filler, serve_dir, stored_zip};
+use pkgseed_e2e::http::serve_dir;
+use pkgseed_e2e::jvmgo::{filler, stored_zip};
 use pkgseed_e2e::langpkg::{self, origin_status, require_tool, Steps};
 use pkgseed_e2e::{
     js_unixfs_cids, raw_sha256_cid, run, sha256_file, sha256_hex, wait_first_scan, Daemon, TestEnv,

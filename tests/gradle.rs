@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pkgseed_e2e::jvmgo::{assert_jar_and_pom_seeded, jar, pom, publish, serve_dir, sha1_hex};
+use pkgseed_e2e::http::serve_dir;
+use pkgseed_e2e::jvmgo::{assert_jar_and_pom_seeded, jar, pom, publish, sha1_hex};
 use pkgseed_e2e::langpkg::{self, origin_status, require_tool, Steps};
 use pkgseed_e2e::pipapt::CachingServer;
 use pkgseed_e2e::{

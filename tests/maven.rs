@@ -27,8 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use pkgseed_e2e::http::serve_dir;
 use pkgseed_e2e::http::StaticServer;
-use pkgseed_e2e::jvmgo::{assert_jar_and_pom_seeded, jar, publish, serve_dir};
+use pkgseed_e2e::jvmgo::{assert_jar_and_pom_seeded, jar, publish};
 use pkgseed_e2e::langpkg::{self, origin_status, require_tool, Steps};
 use pkgseed_e2e::{raw_sha256_cid, run, sha256_hex, wait_first_scan, Daemon, TestEnv};
 

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -105,6 +106,28 @@ impl StaticServer {
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.log.lock().unwrap().clone()
     }
+}
+
+/// A static server answering every file under `dir` at `/<relative path>`.
+pub fn serve_dir(dir: &Path) -> StaticServer {
+    let server = StaticServer::start();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                server.put(&format!("/{rel}"), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    server
 }
 
 impl Drop for StaticServer {

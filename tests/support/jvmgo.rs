@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use crate::http::StaticServer;
 use crate::langpkg::{origin_status, wait_seeded};
 use crate::{js_unixfs_cids, raw_sha256_cid, sha256_file, TestEnv};
 
@@ -136,28 +135,6 @@ pub fn publish(repo: &Path, group: &str, artifact: &str, version: &str, jar_byte
 pub fn sha1_hex(bytes: &[u8]) -> String {
     use sha1::{Digest, Sha1};
     hex::encode(Sha1::digest(bytes))
-}
-
-/// A static server answering every file under `dir` at `/<relative path>`.
-pub fn serve_dir(dir: &Path) -> StaticServer {
-    let server = StaticServer::start();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                server.put(&format!("/{rel}"), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    server
 }
 
 /// Waits until a jar and its POM (version `1.0`) are seeded and checks them as their repository served them:
