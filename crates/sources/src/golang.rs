@@ -464,23 +464,7 @@ impl CacheSource for GoSource {
             .ok_or_else(|| NotAnArtifact::BadName(esc_module.clone()))?;
         let version = unescape_module(esc_version)
             .ok_or_else(|| NotAnArtifact::BadName(esc_version.to_owned()))?;
-        let meta = fs::symlink_metadata(path)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        if !meta.file_type().is_file() {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        let real_root = fs::canonicalize(&self.download_root)
-            .map_err(|e| NotAnArtifact::Unreadable(e.to_string()))?;
-        let real = fs::canonicalize(path).map_err(|e| NotAnArtifact::Unreadable(e.to_string()))?;
-        let rel = path
-            .strip_prefix(&self.download_root)
-            .map_err(|_| NotAnArtifact::Confinement(shown()))?;
-        if real != real_root.join(rel) {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        if meta.len() == 0 {
-            return Err(NotAnArtifact::Empty);
-        }
+        crate::sidefile::check_artifact_file(&self.download_root, path)?;
         let ziphash_path = path.with_file_name(format!("{esc_version}.ziphash"));
         let h1 = crate::sidefile::read_regular_file(&ziphash_path, 4096)
             .ok()

@@ -167,29 +167,8 @@ impl CacheSource for GradleSource {
         let (modules, [group, module, version, sha_dir, file]) = self
             .split_candidate(path)
             .ok_or(NotAnArtifact::NotCandidate)?;
-        let shown = || path.display().to_string();
-        let meta = fs::symlink_metadata(path)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        if !meta.file_type().is_file() {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
         let files = modules.join("files-2.1");
-        let real_root =
-            fs::canonicalize(&files).map_err(|e| NotAnArtifact::Unreadable(e.to_string()))?;
-        let real = fs::canonicalize(path).map_err(|e| NotAnArtifact::Unreadable(e.to_string()))?;
-        if real
-            != real_root
-                .join(group)
-                .join(module)
-                .join(version)
-                .join(sha_dir)
-                .join(file)
-        {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        if meta.len() == 0 {
-            return Err(NotAnArtifact::Empty);
-        }
+        crate::sidefile::check_artifact_file(&files, path)?;
         let digest = hex::decode(format!("{:0>40}", sha_dir.to_ascii_lowercase()))
             .map_err(|_| NotAnArtifact::BadName(sha_dir.to_owned()))?;
         let maven_path = format!("/{}/{module}/{version}/{file}", group.replace('.', "/"));

@@ -344,24 +344,7 @@ impl CacheSource for MavenSource {
         let (group, artifact, version, classifier, file) = self
             .split_candidate(path)
             .ok_or(NotAnArtifact::NotCandidate)?;
-        let shown = || path.display().to_string();
-        let meta = fs::symlink_metadata(path)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        if !meta.file_type().is_file() {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        let real_root =
-            fs::canonicalize(&self.repo).map_err(|e| NotAnArtifact::Unreadable(e.to_string()))?;
-        let real = fs::canonicalize(path).map_err(|e| NotAnArtifact::Unreadable(e.to_string()))?;
-        let rel = path
-            .strip_prefix(&self.repo)
-            .map_err(|_| NotAnArtifact::Confinement(shown()))?;
-        if real != real_root.join(rel) {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        if meta.len() == 0 {
-            return Err(NotAnArtifact::Empty);
-        }
+        crate::sidefile::check_artifact_file(&self.repo, path)?;
         let dir = path.parent().ok_or(NotAnArtifact::NotCandidate)?;
         let remote = read_text(&dir.join("_remote.repositories"), 1 << 20).unwrap_or_default();
         let repo_id = remote_repo_id(&remote, file);

@@ -1,4 +1,4 @@
-//! Small helpers shared by the RubyGems, Composer, NuGet and Conda sources: bounded reads of metadata files that
+//! Small helpers shared by the cache sources: bounded reads of metadata files that
 //! never follow a symlink, the "is this file really where its path says" confinement check, and the common way
 //! user marks combine with a structural decision.
 

@@ -116,25 +116,11 @@ impl CacheSource for YarnSource {
     }
 
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact> {
-        let (root, rel) = self
+        let (root, _) = self
             .split_candidate(path)
             .ok_or(NotAnArtifact::NotCandidate)?;
         let shown = || path.display().to_string();
-        let meta = fs::symlink_metadata(path)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        if !meta.file_type().is_file() {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        let real_root = fs::canonicalize(root)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", root.display())))?;
-        let real_path = fs::canonicalize(path)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        if real_path != real_root.join(rel) {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        if meta.len() == 0 {
-            return Err(NotAnArtifact::Empty);
-        }
+        crate::sidefile::check_artifact_file(root, path)?;
         let meta_path = path.with_file_name(METADATA);
         let meta_info = fs::symlink_metadata(&meta_path).map_err(|_| {
             NotAnArtifact::NoChecksum(format!("{} (no {METADATA}: incomplete)", shown()))
