@@ -4,7 +4,6 @@
 pub(crate) mod file_name;
 pub(crate) mod index_cache;
 
-use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -164,31 +163,6 @@ impl CargoSource {
             ))),
         }
     }
-
-    /// The file must be a regular file whose real path is exactly `<real cache root>/<index dir>/<file>`: no
-    /// symlink at the file or anywhere below the cache root.
-    fn check_confinement(
-        &self,
-        path: &Path,
-        index_dir: &str,
-        file: &str,
-    ) -> Result<fs::Metadata, NotAnArtifact> {
-        let shown = || path.display().to_string();
-        let meta = fs::symlink_metadata(path)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        if !meta.file_type().is_file() {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        let real_root = fs::canonicalize(&self.cache_root).map_err(|e| {
-            NotAnArtifact::Unreadable(format!("{}: {e}", self.cache_root.display()))
-        })?;
-        let real_path = fs::canonicalize(path)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        if real_path != real_root.join(index_dir).join(file) {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        Ok(meta)
-    }
 }
 
 impl CacheSource for CargoSource {
@@ -210,11 +184,9 @@ impl CacheSource for CargoSource {
             .ok_or(NotAnArtifact::NotCandidate)?;
         let (name, version) =
             split_crate_file_name(stem).ok_or_else(|| NotAnArtifact::BadName(file.to_owned()))?;
-        let meta = self.check_confinement(path, index_dir, file)?;
-        // Cargo writes a `.crate` in place after checking it in memory; 0 bytes is an interrupted download.
-        if meta.len() == 0 {
-            return Err(NotAnArtifact::Empty);
-        }
+        // Cargo writes a `.crate` in place after checking it in memory; 0 bytes (refused as empty) is an
+        // interrupted download.
+        crate::sidefile::check_artifact_file(&self.cache_root, path)?;
         let digest = self.registry_checksum(index_dir, name, version)?;
         Ok(ArtifactIdentity {
             ecosystem: "cargo",

@@ -153,7 +153,7 @@ impl CacheSource for CondaSource {
 
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact> {
         let (root, file, stem) = self.split(path).ok_or(NotAnArtifact::NotCandidate)?;
-        let len = check_artifact_file(root, path)?;
+        let len = check_artifact_file(root, path)?.len();
         let record_path = root.join(stem).join("info").join("repodata_record.json");
         let bytes = match read_regular_file(&record_path, MAX_RECORD_BYTES) {
             Ok(b) => b,

@@ -185,26 +185,6 @@ impl NpmSource {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-
-    fn check_confinement(&self, path: &Path) -> Result<fs::Metadata, NotAnArtifact> {
-        let shown = || path.display().to_string();
-        let meta = fs::symlink_metadata(path)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        if !meta.file_type().is_file() {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        let real_root = fs::canonicalize(&self.cacache)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", self.cacache.display())))?;
-        let real_path = fs::canonicalize(path)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        let rel = path
-            .strip_prefix(&self.cacache)
-            .map_err(|_| NotAnArtifact::Confinement(shown()))?;
-        if real_path != real_root.join(rel) {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        Ok(meta)
-    }
 }
 
 /// The identity npm's index gives a blob, from all the live entries that refer to it: a public tarball URL wins,
@@ -348,10 +328,7 @@ impl CacheSource for NpmSource {
 
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact> {
         let hex = self.content_hex(path).ok_or(NotAnArtifact::NotCandidate)?;
-        let meta = self.check_confinement(path)?;
-        if meta.len() == 0 {
-            return Err(NotAnArtifact::Empty);
-        }
+        let meta = crate::sidefile::check_artifact_file(&self.cacache, path)?;
         let digest = hex::decode(&hex).map_err(|_| NotAnArtifact::NotCandidate)?;
         let entries = self.entries_for(&hex, meta.modified().ok());
         if entries.is_empty() {

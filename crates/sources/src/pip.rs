@@ -267,22 +267,7 @@ impl CacheSource for PipSource {
             .split_candidate(path)
             .ok_or(NotAnArtifact::NotCandidate)?;
         let shown = || path.display().to_string();
-        let meta = fs::symlink_metadata(path)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        if !meta.file_type().is_file() {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        // No symlinked dirs between the root and the file.
-        let real_root = fs::canonicalize(&self.http_root)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", self.http_root.display())))?;
-        let real = fs::canonicalize(path)
-            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        if real.strip_prefix(&real_root).ok() != path.strip_prefix(&self.http_root).ok() {
-            return Err(NotAnArtifact::Confinement(shown()));
-        }
-        if meta.len() == 0 {
-            return Err(NotAnArtifact::Empty);
-        }
+        let meta = crate::sidefile::check_artifact_file(&self.http_root, path)?;
         // pip writes the metadata file next to the body; an entry is complete only with both.
         let head = path.with_file_name(key);
         if !fs::symlink_metadata(&head)

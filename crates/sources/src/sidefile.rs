@@ -37,8 +37,9 @@ pub(crate) fn read_regular_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u
 }
 
 /// The artifact must be a non-empty regular file whose real path is `<real root>/<rel>`: no symlink at the file or
-/// anywhere below the root. Returns its length.
-pub(crate) fn check_artifact_file(root: &Path, path: &Path) -> Result<u64, NotAnArtifact> {
+/// anywhere below the root. Returns its metadata (length, mtime), read without following a symlink. Every source
+/// checks its artifacts through this one function.
+pub(crate) fn check_artifact_file(root: &Path, path: &Path) -> Result<fs::Metadata, NotAnArtifact> {
     let shown = || path.display().to_string();
     let meta = fs::symlink_metadata(path)
         .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
@@ -58,7 +59,7 @@ pub(crate) fn check_artifact_file(root: &Path, path: &Path) -> Result<u64, NotAn
     if meta.len() == 0 {
         return Err(NotAnArtifact::Empty);
     }
-    Ok(meta.len())
+    Ok(meta)
 }
 
 /// Applies the user's marks to a structural decision: a private mark always wins, a structural proof of the
