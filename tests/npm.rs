@@ -16,6 +16,11 @@
 //! in the user's `.npmrc`. Its cache entry has the same registry origin as the public tarballs and npm keeps no
 //! trace of the token; it is listed under its scope's origin as private, never in `ls`, and not obtainable, while an
 //! unscoped package and a scoped one whose scope origin the user marked public are seeded.
+//!
+//! A third test marks every scope of a registry public at once (`pkgseed origins mark --all-scopes`, the config
+//! entry `<registry>@*`) while the daemon runs: the scoped packages nobody marked become seeded, while a scope the
+//! user marked private and a package served only to a token (given on npm's command line, which pkgseed cannot
+//! see) with `Cache-Control: private` stay unseeded.
 
 use std::path::Path;
 use std::time::Duration;
@@ -37,10 +42,10 @@ fn wait_ls(env: &TestEnv, want: &[&str], what: &str) -> Vec<Value> {
     npm::wait_ls(env, "npm", want, what)
 }
 
-/// Runs the real `npm install` in a fresh project under `env.work` depending on `dependencies` (a JSON object);
-/// returns the project dir.
+/// Runs the real `npm install FLAGS` in a fresh project under `env.work` depending on `dependencies` (a JSON
+/// object); returns the project dir.
 #[track_caller]
-fn npm_install(env: &TestEnv, dependencies: &str, registry_flag: &str) -> std::path::PathBuf {
+fn npm_install(env: &TestEnv, dependencies: &str, flags: &[&str]) -> std::path::PathBuf {
     let project = env.work.join("project");
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(
@@ -52,11 +57,89 @@ fn npm_install(env: &TestEnv, dependencies: &str, registry_flag: &str) -> std::p
         "npm",
         &env.home,
         &project,
-        &["install", "--ignore-scripts", registry_flag],
+        &[&["install", "--ignore-scripts"], flags].concat(),
         &[],
     )
     .expect_success("npm install");
     project
+}
+
+/// The private tarball was fetched (200), so npm sent the token the server asks for.
+#[track_caller]
+fn assert_fetched_with_token(server: &StaticServer, secret: &NpmTarball) {
+    let tgz = format!("/public/@corp/secret/-/secret-{}.tgz", secret.version);
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.path == tgz && r.status == 200),
+        "npm never fetched {tgz} with the token: {:#?}",
+        server.requests()
+    );
+}
+
+/// [`npm_install`] of exactly `tarballs`; asserts npm cached each one in `cache`.
+#[track_caller]
+fn npm_install_all(
+    env: &TestEnv,
+    cache: &Path,
+    tarballs: &[&NpmTarball],
+    flags: &[&str],
+) -> std::path::PathBuf {
+    let dependencies: serde_json::Map<String, Value> = tarballs
+        .iter()
+        .map(|t| (t.name.clone(), Value::from(t.version.clone())))
+        .collect();
+    let project = npm_install(env, &Value::Object(dependencies).to_string(), flags);
+    for t in tarballs {
+        assert_eq!(
+            std::fs::read(t.cacache_path(cache)).ok().as_deref(),
+            Some(&t.bytes[..]),
+            "npm did not cache {}",
+            t.name
+        );
+    }
+    project
+}
+
+/// Makes each (name, version, payload) with the real `npm pack` and publishes it on `registry`.
+fn pack_and_publish<const N: usize>(
+    env: &TestEnv,
+    registry: &mut NpmRegistry,
+    specs: [(&str, &str, &str); N],
+) -> [NpmTarball; N] {
+    let packs = env.work.join("packs");
+    specs.map(|(name, version, payload)| {
+        let tarball = npm_pack(&packs, name, version, payload.as_bytes());
+        registry.publish(&tarball);
+        tarball
+    })
+}
+
+/// Helia (the foreign peer) fetches every `served` tarball by its checksum CID, and none of `private` under its
+/// checksum CID or its raw sha256 CID.
+#[track_caller]
+fn assert_helia_serves_only(env: &TestEnv, served: &[&NpmTarball], private: &[&NpmTarball]) {
+    let want: Vec<String> = served.iter().map(|t| t.checksum_cid()).collect();
+    let missing: Vec<String> = private
+        .iter()
+        .flat_map(|t| [t.checksum_cid(), raw_sha256_cid(&sha256_hex(&t.bytes))])
+        .collect();
+    let r = helia_fetch(&HeliaFetch {
+        peer: dial_addr(&status(env)),
+        cids: want.clone(),
+        expect_missing: missing.clone(),
+        out_dir: env.work.join("helia"),
+        timeout_seconds: Some(30),
+        missing_seconds: Some(3),
+        ..Default::default()
+    });
+    for cid in &want {
+        let line = r.expect_line(cid);
+        assert_eq!(line["ok"], true, "{cid}: {line}\n{}", r.output.describe());
+    }
+    r.assert_missing(&missing);
+    assert!(r.success(), "Helia run failed\n{}", r.output.describe());
 }
 
 fn origin<'a>(st: &'a Value, id: &str) -> Option<&'a Value> {
@@ -117,7 +200,7 @@ fn npm_cache_is_seeded_public_only() {
     let project = npm_install(
         &env,
         r#"{"seed-small":"1.0.0","seed-big":"2.1.0","@acme/widget":"1.0.0"}"#,
-        &registry_flag,
+        &[&registry_flag],
     );
     let local_tgz = packs.join("local-thing.tgz");
     std::fs::write(&local_tgz, &local.bytes).unwrap();
@@ -314,13 +397,15 @@ fn npm_private_scoped_package_on_a_public_registry_is_never_seeded() {
     let env = TestEnv::new("npm-scoped");
     let server = StaticServer::start();
     let mut public = NpmRegistry::new(&server, "public");
-    let packs = env.work.join("packs");
-    let open = npm_pack(&packs, "seed-open", "1.0.0", b"public payload\n");
-    let marked = npm_pack(&packs, "@openorg/lib", "1.0.0", b"public scoped payload\n");
-    let secret = npm_pack(&packs, "@corp/secret", "1.0.0", b"private payload\n");
-    for t in [&open, &marked, &secret] {
-        public.publish(t);
-    }
+    let [open, marked, secret] = pack_and_publish(
+        &env,
+        &mut public,
+        [
+            ("seed-open", "1.0.0", "public payload\n"),
+            ("@openorg/lib", "1.0.0", "public scoped payload\n"),
+            ("@corp/secret", "1.0.0", "private payload\n"),
+        ],
+    );
     // The private package's packument and tarball answer only to the token, like a private package on a public
     // registry; the answer itself carries nothing else that would tell it apart.
     let token = "e2e-private-token";
@@ -340,29 +425,9 @@ fn npm_private_scoped_package_on_a_public_registry_is_never_seeded() {
     env.write_pkgseed_config(&[&public.url(), &scope_origin("@openorg")], &[]);
 
     let registry_flag = format!("--registry={}", public.url());
-    let project = npm_install(
-        &env,
-        r#"{"seed-open":"1.0.0","@openorg/lib":"1.0.0","@corp/secret":"1.0.0"}"#,
-        &registry_flag,
-    );
-    for t in [&open, &marked, &secret] {
-        assert_eq!(
-            std::fs::read(t.cacache_path(&cache)).ok().as_deref(),
-            Some(&t.bytes[..]),
-            "npm did not cache {}",
-            t.name
-        );
-    }
+    let project = npm_install_all(&env, &cache, &[&open, &marked, &secret], &[&registry_flag]);
     // The private tarball really was refused without the token and fetched with it.
-    let secret_tgz = format!("/public/@corp/secret/-/secret-{}.tgz", secret.version);
-    assert!(
-        server
-            .requests()
-            .iter()
-            .any(|r| r.path == secret_tgz && r.status == 200),
-        "npm never fetched {secret_tgz} with the token: {:#?}",
-        server.requests()
-    );
+    assert_fetched_with_token(&server, &secret);
     let anonymous = client(
         "npm",
         &env.work,
@@ -411,24 +476,140 @@ fn npm_private_scoped_package_on_a_public_registry_is_never_seeded() {
     assert_eq!(o["provenance"], "public", "{o}");
 
     // Helia: the public ones are served, the private one under neither of its CIDs.
-    let want = [open.checksum_cid(), marked.checksum_cid()];
-    let missing = [
-        secret.checksum_cid(),
-        raw_sha256_cid(&sha256_hex(&secret.bytes)),
-    ];
-    let r = helia_fetch(&HeliaFetch {
-        peer: dial_addr(&status(&env)),
-        cids: want.to_vec(),
-        expect_missing: missing.to_vec(),
-        out_dir: env.work.join("helia"),
-        timeout_seconds: Some(30),
-        missing_seconds: Some(3),
-        ..Default::default()
-    });
-    for cid in &want {
-        let line = r.expect_line(cid);
-        assert_eq!(line["ok"], true, "{cid}: {line}\n{}", r.output.describe());
+    assert_helia_serves_only(&env, &[&open, &marked], &[&secret]);
+}
+
+#[test]
+fn npm_scope_wildcard_seeds_every_public_scope_but_no_private_one() {
+    require_tool("npm", &[]);
+    let env = TestEnv::new("npm-scope-wildcard");
+    let server = StaticServer::start();
+    let mut public = NpmRegistry::new(&server, "public");
+    let [open, lib, tool, hidden, secret] = pack_and_publish(
+        &env,
+        &mut public,
+        [
+            ("seed-open", "1.0.0", "public payload\n"),
+            ("@openorg/lib", "1.0.0", "public scoped payload\n"),
+            ("@tools/cli", "2.0.0", "another public scope\n"),
+            ("@hidden/thing", "1.0.0", "a scope marked private\n"),
+            ("@corp/secret", "1.0.0", "private payload\n"),
+        ],
+    );
+    // The private package answers only to the token, as a response for one user. The token is given on npm's
+    // command line, so pkgseed finds no credentials for the registry in the user's config.
+    let token = "e2e-private-token";
+    server.require_bearer("/public/@corp", token);
+    server.answer_cache_control_private("/public/@corp");
+    let scope_origin = |scope: &str| format!("{}{scope}/", public.url());
+
+    let cache = env.root_path.join("npm-cache");
+    std::fs::write(
+        env.home.join(".npmrc"),
+        format!(
+            "cache={}\nupdate-notifier=false\naudit=false\nfund=false\n",
+            cache.display()
+        ),
+    )
+    .unwrap();
+    env.write_pkgseed_config(&[&public.url()], &[&scope_origin("@hidden")]);
+
+    let registry_flag = format!("--registry={}", public.url());
+    let token_flag = format!(
+        "--{}:_authToken={token}",
+        public.url().trim_start_matches("http:")
+    );
+    npm_install_all(
+        &env,
+        &cache,
+        &[&open, &lib, &tool, &hidden, &secret],
+        &[&registry_flag, &token_flag],
+    );
+
+    assert_fetched_with_token(&server, &secret);
+
+    let _daemon = Daemon::start(&env, "npm");
+    wait_first_scan(&env, Duration::from_secs(60));
+    wait_ls(&env, &["seed-open@1.0.0"], "before the wildcard");
+    let st = status(&env);
+    for scope in ["@openorg", "@tools"] {
+        let o = origin(&st, &scope_origin(scope))
+            .unwrap_or_else(|| panic!("{scope}'s origin is missing: {st:#}"));
+        assert_eq!(o["provenance"], "unknown", "{o}");
     }
-    r.assert_missing(&missing);
-    assert!(r.success(), "Helia run failed\n{}", r.output.describe());
+
+    // One command marks every scope of the registry; the engine applies it at once.
+    env.pkgseed_run(&[
+        "origins",
+        "mark",
+        "--all-scopes",
+        &scope_origin("@tools"),
+        "public",
+    ])
+    .expect_success("pkgseed origins mark --all-scopes");
+    let wildcard = format!("{}@*", public.url());
+    let saved = std::fs::read_to_string(env.config_dir.join("config.toml")).unwrap();
+    assert!(saved.contains(&format!("{wildcard:?}")), "{saved}");
+    let listed = wait_ls(
+        &env,
+        &["seed-open@1.0.0", "@openorg/lib@1.0.0", "@tools/cli@2.0.0"],
+        "after the wildcard",
+    );
+    for name in ["@openorg/lib", "@tools/cli"] {
+        let scope = name.split('/').next().unwrap();
+        let entry = listed.iter().find(|e| e["name"] == name).unwrap();
+        assert_eq!(entry["origin"].as_str(), Some(scope_origin(scope).as_str()));
+    }
+
+    // Status says which rule decided each scope.
+    let origins = env.pkgseed_json(&["origins", "--json"]);
+    let by_id = |id: &str| {
+        origins
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["origin"].as_str() == Some(id) && o["ecosystem"] == "npm")
+            .unwrap_or_else(|| panic!("{id} is missing: {origins:#}"))
+            .clone()
+    };
+    for scope in ["@openorg", "@tools"] {
+        let o = by_id(&scope_origin(scope));
+        assert_eq!(o["provenance"], "public", "{o}");
+        assert!(o["evidence"].as_str().unwrap().contains(&wildcard), "{o}");
+    }
+    let o = by_id(&scope_origin("@hidden"));
+    assert_eq!(o["provenance"], "private", "{o}");
+    assert!(
+        o["evidence"].as_str().unwrap().contains("marked private"),
+        "{o}"
+    );
+    let o = by_id(&scope_origin("@corp"));
+    assert_eq!(o["provenance"], "private", "{o}");
+    assert!(
+        o["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("cache-control: private"),
+        "{o}"
+    );
+    let text = env
+        .pkgseed_run(&["origins"])
+        .expect_success("pkgseed origins");
+    assert!(
+        text.stdout.contains(&wildcard),
+        "the text list names the wildcard rule\n{}",
+        text.describe()
+    );
+
+    // Helia: the seeded scopes are served, the private ones under none of their CIDs.
+    assert_helia_serves_only(&env, &[&lib, &tool], &[&secret, &hidden]);
+
+    // A malformed wildcard is refused with a clear error and changes nothing.
+    let bad = env.pkgseed_run(&["origins", "mark", &format!("{}*", public.url()), "public"]);
+    assert!(!bad.success(), "{}", bad.describe());
+    assert!(bad.stderr.contains("@*"), "{}", bad.describe());
+    assert_eq!(
+        std::fs::read_to_string(env.config_dir.join("config.toml")).unwrap(),
+        saved
+    );
 }

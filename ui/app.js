@@ -181,11 +181,20 @@ function renderMostServed(list) {
   }));
 }
 
+// A scope origin of an npm registry (`<registry>@scope/`, npm and yarn) → the mark covering every scope of that
+// registry, `<registry>@*` (the engine's rule: docs/design.md, "Provenance"); null for any other origin.
+function scopeWildcard(o) {
+  if (o.ecosystem !== 'npm' && o.ecosystem !== 'yarn') return null;
+  const match = /^(https?:\/\/.+\/)@[^/]+\/$/.exec(o.origin);
+  return match ? `${match[1]}@*` : null;
+}
+
 function renderOrigins(status) {
   const body = $('origins').tBodies[0];
   const origins = status.origins || [];
   if (origins.length === 0) return;
-  const key = origins.map((o) => `${o.ecosystem}/${o.origin}/${o.provenance}/${o.artifacts}`).join('|');
+  const marked = config ? config.origins.public.join(' ') : '';
+  const key = marked + origins.map((o) => `${o.ecosystem}/${o.origin}/${o.provenance}/${o.artifacts}`).join('|');
   if (body.dataset.key === key) return;
   body.dataset.key = key;
   body.replaceChildren(...origins.map((o) => {
@@ -202,6 +211,17 @@ function renderOrigins(status) {
     const marks = config ? config.origins : { public: [], private: [] };
     select.value = marks.public.includes(o.origin) ? 'public' : marks.private.includes(o.origin) ? 'private' : 'auto';
     select.addEventListener('change', () => markOrigin(o.origin, select.value));
+    const wildcard = scopeWildcard(o);
+    if (wildcard) {
+      const all = marks.public.includes(wildcard);
+      const button = document.createElement('button');
+      button.className = 'all-scopes';
+      button.textContent = all ? 'Undo all scopes public' : 'All scopes public';
+      button.title = `${all ? 'Remove' : 'Add'} the mark ${wildcard}: every scope of this registry public, except a `
+        + 'scope marked private and the scopes of a registry your npm config holds credentials for.';
+      button.addEventListener('click', () => markOrigin(wildcard, all ? 'auto' : 'public'));
+      tr.cells[3].append(' ', button);
+    }
     return tr;
   }));
 }

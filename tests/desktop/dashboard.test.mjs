@@ -1,16 +1,41 @@
 // Drives the real dashboard through tauri-driver + WebKitWebDriver: sets a limit and turns an ecosystem off, then
 // asks the engine (over its control socket and the CLI) whether it applied them. Also checks an invalid limit is
-// refused with the engine's error naming the key, and that without a keyring the dashboard shows the warning.
+// refused with the engine's error naming the key, that without a keyring the dashboard shows the warning, and that
+// "All scopes public" next to an npm registry's scope origin marks every scope of it (`<registry>@*`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
 import { Builder, By, until, Capabilities } from 'selenium-webdriver';
 import { APP, makeHome, startSession, status, engineConfig, readText, sleep, waitFor, heliaAskMissing } from './lib.mjs';
 
 const PORT = 4444 + Math.floor(Math.random() * 1000);
+// A registry the test's config marks public; nothing listens there (the cache entry below is all the engine reads).
+const REGISTRY = 'http://127.0.0.1:4873/';
+
+// What npm leaves in `~/.npm/_cacache` for a tarball fetched from `url`: the blob under its sha512, and an index
+// bucket line (sha1 of the JSON, a tab, the JSON) under the sha256 of the key.
+function cacheNpmTarball(home, url, bytes) {
+  const cacache = path.join(home, '.npm/_cacache');
+  const sha512 = createHash('sha512').update(bytes);
+  const hex = sha512.copy().digest('hex');
+  const blob = path.join(cacache, 'content-v2/sha512', hex.slice(0, 2), hex.slice(2, 4), hex.slice(4));
+  mkdirSync(path.dirname(blob), { recursive: true });
+  writeFileSync(blob, bytes);
+  const key = `make-fetch-happen:request-cache:${url}`;
+  const json = JSON.stringify({ key, integrity: `sha512-${sha512.digest('base64')}`, time: 1, size: bytes.length, metadata: {} });
+  const k = createHash('sha256').update(key).digest('hex');
+  const bucket = path.join(cacache, 'index-v5', k.slice(0, 2), k.slice(2, 4), k.slice(4));
+  mkdirSync(path.dirname(bucket), { recursive: true });
+  writeFileSync(bucket, `\n${createHash('sha1').update(json).digest('hex')}\t${json}`);
+}
 
 test('the dashboard sets limits and ecosystems the engine applies', { timeout: 180000 }, async (t) => {
   const { env, configDir, home } = makeHome('dashboard');
+  appendFileSync(`${configDir}/config.toml`, `[origins]\npublic = ["${REGISTRY}"]\n`);
+  cacheNpmTarball(home, `${REGISTRY}@corp/lib/-/lib-1.0.0.tgz`, Buffer.from('a scoped tarball\n'));
   const session = await startSession(env); // no keyring on this bus
   t.after(session.close);
   const driver = spawn('tauri-driver', ['--port', String(PORT), '--native-port', String(PORT + 1)], {
@@ -92,6 +117,23 @@ test('the dashboard sets limits and ecosystems the engine applies', { timeout: 1
   await waitFor('the totals from the status', async () =>
     (await browser.findElement(By.id('all-down')).getText()) !== '0 B'
     && (await browser.findElement(By.id('today-down')).getText()) !== '0 B', 10000);
+
+  // A scope origin of the public-marked registry is not seeded until its scopes are marked; the button next to it
+  // marks them all at once, and the engine says which rule made it public.
+  const scopeOrigin = `${REGISTRY}@corp/`;
+  const npmOrigin = async () => (await status(session.env)).origins.find((o) => o.origin === scopeOrigin);
+  assert.equal((await waitFor('the scope origin', npmOrigin, 30000)).provenance, 'unknown');
+  const allScopes = await browser.wait(until.elementLocated(By.css('#origins button.all-scopes')), 10000);
+  assert.equal(await allScopes.getText(), 'All scopes public');
+  await allScopes.click();
+  await waitFor('the wildcard mark in the engine', async () =>
+    (await engineConfig(session.env)).origins.public.includes(`${REGISTRY}@*`), 10000);
+  const covered = await waitFor('the scope to turn public', async () => {
+    const o = await npmOrigin();
+    return o?.provenance === 'public' && o;
+  }, 30000);
+  assert.match(covered.evidence, /@\*/);
+  assert.match(readText(`${configDir}/config.toml`), /"http:\/\/127\.0\.0\.1:4873\/@\*"/);
 
   // Pause from the dashboard reaches the engine.
   await browser.findElement(By.id('pause')).click();

@@ -2,7 +2,8 @@
 //!
 //! GET (and HEAD) only, `Content-Length`, 404 for unknown paths, `Connection: close` on every response. It is enough
 //! for cargo's sparse registry protocol. Paths under a prefix given to [`StaticServer::require_bearer`] answer 401
-//! without `Authorization: Bearer <token>` (a private package). The server stops when dropped.
+//! without `Authorization: Bearer <token>` (a private package); answers under a prefix given to
+//! [`StaticServer::answer_cache_control_private`] say `Cache-Control: private`. The server stops when dropped.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -24,11 +25,14 @@ pub struct LoggedRequest {
 type Files = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 /// (path prefix, bearer token) pairs.
 type Protected = Arc<Mutex<Vec<(String, String)>>>;
+/// Path prefixes whose answers carry `Cache-Control: private`.
+type ForOneUser = Arc<Mutex<Vec<String>>>;
 
 pub struct StaticServer {
     addr: SocketAddr,
     files: Files,
     protected: Protected,
+    for_one_user: ForOneUser,
     log: Arc<Mutex<Vec<LoggedRequest>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -40,11 +44,17 @@ impl StaticServer {
         let addr = listener.local_addr().unwrap();
         let files: Files = Arc::default();
         let protected: Protected = Arc::default();
+        let for_one_user: ForOneUser = Arc::default();
         let log: Arc<Mutex<Vec<LoggedRequest>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (files, protected, log, stop) =
-                (files.clone(), protected.clone(), log.clone(), stop.clone());
+            let (files, protected, for_one_user, log, stop) = (
+                files.clone(),
+                protected.clone(),
+                for_one_user.clone(),
+                log.clone(),
+                stop.clone(),
+            );
             std::thread::Builder::new()
                 .name(format!("http-{}", addr.port()))
                 .spawn(move || {
@@ -53,10 +63,14 @@ impl StaticServer {
                             break;
                         }
                         let Ok(conn) = conn else { continue };
-                        let (files, protected, log) =
-                            (files.clone(), protected.clone(), log.clone());
+                        let (files, protected, for_one_user, log) = (
+                            files.clone(),
+                            protected.clone(),
+                            for_one_user.clone(),
+                            log.clone(),
+                        );
                         std::thread::spawn(move || {
-                            let _ = serve_one(conn, &files, &protected, &log);
+                            let _ = serve_one(conn, &files, &protected, &for_one_user, &log);
                         });
                     }
                 })
@@ -66,6 +80,7 @@ impl StaticServer {
             addr,
             files,
             protected,
+            for_one_user,
             log,
             stop,
             thread: Some(thread),
@@ -96,6 +111,15 @@ impl StaticServer {
             .lock()
             .unwrap()
             .push((path_prefix.to_string(), token.to_string()));
+    }
+
+    /// Answers for paths starting with `path_prefix` carry `Cache-Control: private` (a response for one user, as a
+    /// registry may send with a private package).
+    pub fn answer_cache_control_private(&self, path_prefix: &str) {
+        self.for_one_user
+            .lock()
+            .unwrap()
+            .push(path_prefix.to_string());
     }
 
     pub fn get(&self, path: &str) -> Option<Vec<u8>> {
@@ -145,6 +169,7 @@ fn serve_one(
     conn: TcpStream,
     files: &Files,
     protected: &Mutex<Vec<(String, String)>>,
+    for_one_user: &Mutex<Vec<String>>,
     log: &Mutex<Vec<LoggedRequest>>,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -183,6 +208,16 @@ fn serve_one(
         ("GET" | "HEAD", None) => (404, "Not Found", b"not found\n".to_vec()),
         _ => (405, "Method Not Allowed", b"method not allowed\n".to_vec()),
     };
+    let cache_control = if for_one_user
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|prefix| path.starts_with(prefix.as_str()))
+    {
+        "Cache-Control: private\r\n"
+    } else {
+        ""
+    };
     log.lock().unwrap().push(LoggedRequest {
         method: method.clone(),
         path,
@@ -191,7 +226,7 @@ fn serve_one(
 
     let mut out = conn;
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{cache_control}Connection: close\r\n\r\n",
         body.len()
     );
     out.write_all(head.as_bytes())?;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use pkgseed_engine::control::{self, ControlRequest};
-use pkgseed_engine::{ArtifactView, Engine, EngineDirs, EngineOptions, Status};
+use pkgseed_engine::{ArtifactView, Engine, EngineDirs, EngineOptions, OriginMark, Status};
 
 /// Like `println!`, but a closed stdout (`pkgseed ls | head`) ends quietly instead of panicking.
 macro_rules! out {
@@ -52,6 +52,13 @@ enum Command {
     },
     /// Show the running daemon's status.
     Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the origins found, with the rule that decided each one; or mark one (`pkgseed origins mark`).
+    Origins {
+        #[command(subcommand)]
+        action: Option<OriginsAction>,
         #[arg(long)]
         json: bool,
     },
@@ -161,6 +168,22 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum OriginsAction {
+    /// Mark an origin public or private, or remove its mark (`auto`); saved to the config, applied at once.
+    Mark {
+        /// An origin id as `pkgseed origins` lists it; with --all-scopes, an npm registry URL or one of its scope
+        /// origins (`<registry>@scope/`).
+        origin: String,
+        #[arg(value_parser = ["public", "private", "auto"])]
+        mark: String,
+        /// Mark every scope of the npm registry at once (the config entry `<registry>@*`). A scope marked private,
+        /// and the scopes of a registry your npm config holds credentials for, are never covered.
+        #[arg(long)]
+        all_scopes: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -195,6 +218,58 @@ async fn run(cli: Cli) -> Result<()> {
                 out!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print_status(&serde_json::from_value(value)?);
+            }
+            Ok(())
+        }
+        Command::Origins { action: None, json } => {
+            let value = ask(ControlRequest::Status).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&value["origins"])?);
+            } else {
+                let status: Status = serde_json::from_value(value)?;
+                for origin in &status.origins {
+                    out!(
+                        "{} {} [{}] {} files: {}",
+                        origin.ecosystem,
+                        origin.origin,
+                        origin.provenance,
+                        origin.artifacts,
+                        origin.evidence
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Origins {
+            action:
+                Some(OriginsAction::Mark {
+                    origin,
+                    mark,
+                    all_scopes,
+                }),
+            json,
+        } => {
+            let origin = if all_scopes {
+                pkgseed_sources::npm::scope_wildcard_for(&origin).with_context(|| {
+                    format!("--all-scopes needs an npm registry's http(s) URL, not {origin:?}")
+                })?
+            } else {
+                origin
+            };
+            let mark = match mark.as_str() {
+                "public" => OriginMark::Public,
+                "private" => OriginMark::Private,
+                _ => OriginMark::Auto,
+            };
+            let value = ask(ControlRequest::MarkOrigin {
+                origin: origin.clone(),
+                mark,
+            })
+            .await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                out!("{origin}: {mark:?}");
             }
             Ok(())
         }

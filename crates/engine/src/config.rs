@@ -151,12 +151,57 @@ impl LimitsConfig {
     }
 }
 
-/// Origins the user marked. An origin id is what `pkgseed status` lists (for cargo, the index dir name).
+/// Origins the user marked. An origin id is what `pkgseed status` lists (for cargo, the index dir name). `public`
+/// may also hold scope wildcards, `<npm registry URL>@*`: every scope origin `<registry>@scope/` of that registry
+/// is public, except a scope marked private and the scopes of a registry the user's npm config holds credentials
+/// for (see docs/design.md, "Provenance").
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OriginsConfig {
     pub public: Vec<String>,
     pub private: Vec<String>,
+}
+
+/// A mark the user gives one origin (or a scope wildcard): `auto` removes the mark and leaves the decision to
+/// the source's evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginMark {
+    Public,
+    Private,
+    Auto,
+}
+
+impl OriginsConfig {
+    /// Sets the mark of `origin`, replacing any mark it had.
+    pub fn mark(&mut self, origin: &str, mark: OriginMark) {
+        self.public.retain(|o| o != origin);
+        self.private.retain(|o| o != origin);
+        match mark {
+            OriginMark::Public => self.public.push(origin.to_owned()),
+            OriginMark::Private => self.private.push(origin.to_owned()),
+            OriginMark::Auto => {}
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(both) = self.public.iter().find(|o| self.private.contains(o)) {
+            return Err(format!("origin {both:?} is marked both public and private"));
+        }
+        for mark in &self.public {
+            if let Some(Err(msg)) = pkgseed_sources::npm::scope_wildcard_registry(mark) {
+                return Err(format!("origins.public: {msg}"));
+            }
+        }
+        if let Some(mark) = self.private.iter().find(|m| m.contains('*')) {
+            return Err(format!(
+                "origins.private: {mark:?}: a scope wildcard (<registry>{}) only marks scopes public, and scopes \
+                 nobody marked are never seeded already; mark one scope private as <registry>@scope/",
+                pkgseed_sources::npm::SCOPE_WILDCARD
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,14 +298,7 @@ impl Config {
                 pkgseed_sources::ECOSYSTEMS.join(", ")
             ));
         }
-        if let Some(both) = self
-            .origins
-            .public
-            .iter()
-            .find(|o| self.origins.private.contains(o))
-        {
-            return Err(format!("origin {both:?} is marked both public and private"));
-        }
+        self.origins.validate()?;
         self.limits.validate()
     }
 
@@ -323,6 +361,39 @@ mod tests {
                 .gateway_listen_addr,
             ""
         );
+    }
+
+    #[test]
+    fn scope_wildcards_are_validated_and_marks_replace_each_other() {
+        let config =
+            Config::parse("[origins]\npublic = [\"http://127.0.0.1:4873/npm/@*\"]\n").unwrap();
+        assert_eq!(config.origins.public, ["http://127.0.0.1:4873/npm/@*"]);
+        for (text, key) in [
+            (
+                "[origins]\npublic = [\"http://127.0.0.1:4873/*\"]",
+                "origins.public",
+            ),
+            ("[origins]\npublic = [\"*\"]", "origins.public"),
+            ("[origins]\npublic = [\"not a url@*\"]", "origins.public"),
+            (
+                "[origins]\nprivate = [\"http://127.0.0.1:4873/@*\"]",
+                "origins.private",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(key) && err.contains("@*"), "{text}: {err}");
+        }
+        let mut origins = OriginsConfig::default();
+        origins.mark("http://127.0.0.1:4873/@*", OriginMark::Public);
+        origins.mark("http://127.0.0.1:4873/@corp/", OriginMark::Public);
+        origins.mark("http://127.0.0.1:4873/@corp/", OriginMark::Private);
+        assert_eq!(origins.public, ["http://127.0.0.1:4873/@*"]);
+        assert_eq!(origins.private, ["http://127.0.0.1:4873/@corp/"]);
+        origins.mark("http://127.0.0.1:4873/@*", OriginMark::Auto);
+        assert!(origins.public.is_empty());
+        assert!(origins.validate().is_ok());
+        origins.mark("http://127.0.0.1:4873/@*", OriginMark::Private);
+        assert!(origins.validate().is_err());
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub enum ControlRequest {
     /// Shows the limits (no fields given) or changes the given ones, live, through `Engine::update_config`. Replies
     /// with the limits config after the change.
     Limits(LimitsUpdate),
+    /// Marks one origin, or every scope of an npm registry (`<registry>@*`), public or private, or removes its mark
+    /// (`auto`); saved to the config and applied live. Replies with the origins config after the change.
+    MarkOrigin {
+        origin: String,
+        mark: crate::OriginMark,
+    },
 }
 
 /// Fields of `limits` to change; absent fields keep their value.
@@ -166,6 +172,13 @@ async fn handle(engine: &Engine, request: ControlRequest) -> ControlResponse {
                 engine.update_config(config)
             };
             applied.map(|_| serde_json::to_value(engine.config().limits).unwrap_or_default())
+        }
+        ControlRequest::MarkOrigin { origin, mark } => {
+            let mut config = engine.config();
+            config.origins.mark(&origin, mark);
+            engine
+                .update_config(config)
+                .map(|_| serde_json::to_value(engine.config().origins).unwrap_or_default())
         }
         ControlRequest::Scan => {
             engine.rescan();

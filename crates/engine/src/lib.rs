@@ -22,7 +22,8 @@ mod watcher;
 use std::sync::Arc;
 
 pub use config::{
-    AltSchedule, Config, EcosystemConfig, LimitsConfig, OriginsConfig, CONFIG_VERSION, WEEKDAYS,
+    AltSchedule, Config, EcosystemConfig, LimitsConfig, OriginMark, OriginsConfig, CONFIG_VERSION,
+    WEEKDAYS,
 };
 pub use dirs::EngineDirs;
 pub use engine::{Engine, EngineOptions};

@@ -9,7 +9,8 @@
 //!   time with user and global config ignored, or an origin the user marked public; `@scope:registry` origins
 //!   from the user's npm config are private; `pacote:tarball:file:` entries (local tarballs and dirs) are private
 //!   with the origin id `file:`; anything else is unknown. A scoped tarball on a public registry gets the origin
-//!   `<registry>@scope/` and is public only when the user marked that origin public (private packages on a public
+//!   `<registry>@scope/` and is public only when the user marked that origin public, or every scope of the registry
+//!   (`<registry>@*`) and the user's npm config holds no credentials for it (private packages on a public
 //!   registry are scoped and fetched with credentials the cache does not record; see
 //!   [`RegistryPolicy::tarball_provenance`]). An entry whose stored headers say the response was for one user
 //!   (`cache-control: private`/`no-store`, an `authorization` request header, `vary: authorization`) is private
@@ -29,7 +30,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub use cacache::{bucket_line, parse_index_bucket, CacacheEntry};
 pub use registry::{
     detect_default_registries, normalize_registry, parse_npmrc, parse_sri_sha512,
-    parse_tarball_url, RegistryPolicy, TarballUrl,
+    parse_tarball_url, scope_wildcard_for, scope_wildcard_registry, RegistryPolicy, TarballUrl,
+    SCOPE_WILDCARD,
 };
 
 use crate::{

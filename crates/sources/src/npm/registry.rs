@@ -66,6 +66,21 @@ pub fn normalize_registry(url: &str) -> Option<String> {
     Some(format!("{scheme}://{host}{path}/"))
 }
 
+/// The scope wildcard mark covering every scope of a registry, from the registry's URL or from one of its scope
+/// origins (`<registry>@scope/`, as status lists them): `http://host/path/@corp/` gives `http://host/path/@*`.
+/// `None` when it is not an http(s) URL.
+pub fn scope_wildcard_for(registry_or_scope_origin: &str) -> Option<String> {
+    let origin = normalize_registry(registry_or_scope_origin)?;
+    let trimmed = origin.trim_end_matches('/');
+    let registry = match trimmed.rsplit_once('/') {
+        Some((registry, last)) if last.starts_with('@') && !registry.ends_with('/') => {
+            format!("{registry}/")
+        }
+        _ => origin,
+    };
+    Some(format!("{registry}{SCOPE_WILDCARD}"))
+}
+
 /// Decodes `%2f`/`%2F` and `%40` (npm escapes a scoped name's slash in tarball URLs); any other `%` is refused.
 fn decode_name_segment(seg: &str) -> Option<String> {
     let mut out = String::with_capacity(seg.len());
@@ -440,6 +455,29 @@ fn mark_matches(mark: &str, origin: &str) -> bool {
     mark == origin || normalize_registry(mark).is_some_and(|m| m == origin)
 }
 
+/// What ends a scope wildcard mark: `<registry>@*` in `origins.public` marks every scope origin `<registry>@scope/`
+/// of that registry public at once (see [`RegistryPolicy::tarball_provenance`] for what it never overrides).
+pub const SCOPE_WILDCARD: &str = "@*";
+
+/// The registry origin id a scope wildcard mark covers (`http://host/path@*` and `http://host/path/@*` both give
+/// `http://host/path/`). `None` when `mark` is not a wildcard (no `*` in it); an error when it holds a `*` but is
+/// not `<http(s) registry URL>@*`.
+pub fn scope_wildcard_registry(mark: &str) -> Option<Result<String, String>> {
+    if !mark.contains('*') {
+        return None;
+    }
+    let registry = mark
+        .strip_suffix(SCOPE_WILDCARD)
+        .filter(|r| !r.contains('*') && !r.contains('@'))
+        .and_then(normalize_registry);
+    Some(registry.ok_or_else(|| {
+        format!(
+            "{mark:?} is not a scope wildcard: write the registry's http(s) URL followed by {SCOPE_WILDCARD}, \
+             e.g. \"http://127.0.0.1:4873/{SCOPE_WILDCARD}\" (a `*` anywhere else is not understood)"
+        )
+    }))
+}
+
 impl RegistryPolicy {
     /// A private mark wins; then a public mark; then the default registry; then a scoped registry (private);
     /// anything else is unknown.
@@ -477,10 +515,17 @@ impl RegistryPolicy {
     /// public, get [`RegistryPolicy::provenance`] of the registry. A scoped name on a public registry (the default
     /// one or one marked public) may be a private package: the public registry hosts private packages only under
     /// scopes and serves them only to requests with credentials, and npm keeps no trace of those credentials in
-    /// its cache. Such a tarball gets its own origin id, `<registry>@scope/`, and is public only when the user marked
-    /// that origin public; it is private when marked so or when the user's npm config holds credentials for the
-    /// registry's host or maps the scope to it, and unknown otherwise. (A scope's own registry from the user's
-    /// config that the user marked public keeps the registry's origin and mark.)
+    /// its cache. Such a tarball gets its own origin id, `<registry>@scope/`, decided in this order:
+    /// 1. a mark on the scope origin itself (private, then public);
+    /// 2. private when the user's npm config holds credentials for the registry's host or maps the scope to it;
+    /// 3. public when the user marked every scope of the registry public (`<registry>@*`, [`SCOPE_WILDCARD`]);
+    /// 4. unknown otherwise.
+    ///
+    /// So the wildcard never covers a scope the user marked private, nor any scope of a registry the user holds
+    /// credentials for (those may be the user's private packages; each has to be marked on its own). Entries whose
+    /// stored headers say the response was for one user are private before this is asked (see
+    /// [`crate::npm::identity_from_entries`]). (A scope's own registry from the user's config that the user marked
+    /// public keeps the registry's origin and mark.)
     pub fn tarball_provenance(&self, url: &TarballUrl) -> (String, Provenance) {
         let registry = self.provenance(&url.origin);
         let scope = url
@@ -506,6 +551,10 @@ impl RegistryPolicy {
             return (url.origin.clone(), registry);
         }
         let scope_origin = format!("{}{scope}/", url.origin);
+        let wildcard =
+            self.marks.public.iter().any(|m| {
+                scope_wildcard_registry(m).is_some_and(|r| r.is_ok_and(|r| r == url.origin))
+            });
         let provenance = if self
             .marks
             .private
@@ -525,12 +574,30 @@ impl RegistryPolicy {
                 evidence: "scope on a public registry, marked public by the user".into(),
             }
         } else if let Some(reason) = self.scope_credentials(&url.origin, scope) {
+            let reason = if wildcard {
+                format!(
+                    "{reason} (the mark {}{SCOPE_WILDCARD} does not cover a scope that may be private)",
+                    url.origin
+                )
+            } else {
+                reason
+            };
             Provenance::Private { reason }
+        } else if wildcard {
+            Provenance::Public {
+                evidence: format!(
+                    "scope on a public registry, covered by the user's mark {}{SCOPE_WILDCARD} (every scope of \
+                     this registry)",
+                    url.origin
+                ),
+            }
         } else {
             Provenance::Unknown {
                 reason: format!(
                     "scope {scope} on a public registry: private packages are scoped and fetched with credentials \
-                     npm does not record in its cache; mark {scope_origin} public to seed it"
+                     npm does not record in its cache; mark {scope_origin} public to seed it, or {}{SCOPE_WILDCARD} \
+                     for every scope of this registry",
+                    url.origin
                 ),
             }
         };

@@ -660,3 +660,126 @@ fn a_cached_response_for_one_user_is_private_on_any_registry() {
     let public = serde_json::json!({"resHeaders": {"cache-control": "public, max-age=300", "vary": "accept-encoding, accept"}, "reqHeaders": {"accept": "*/*"}});
     assert_eq!(cacache::private_response_evidence(&public), None);
 }
+
+#[test]
+fn a_scope_wildcard_marks_every_scope_of_its_registry_public_but_no_private_one() {
+    let corp = parse_tarball_url("https://registry.test/@corp/x/-/x-1.0.0.tgz").unwrap();
+    let open = parse_tarball_url("https://registry.test/@open/y/-/y-2.0.0.tgz").unwrap();
+    let elsewhere = parse_tarball_url("https://mirror.test/npm/@open/y/-/y-2.0.0.tgz").unwrap();
+    let mut p = policy();
+    // Written without the registry's trailing slash: the same registry.
+    p.marks.public.push("https://registry.test@*".into());
+    for url in [&corp, &open] {
+        let (origin, provenance) = p.tarball_provenance(url);
+        assert_eq!(
+            origin,
+            format!("{PUB}{}/", url.name.split('/').next().unwrap())
+        );
+        assert!(
+            matches!(&provenance, Provenance::Public { evidence } if evidence.contains("https://registry.test/@*")),
+            "{provenance:?}"
+        );
+    }
+    // Another registry's scopes are not covered, and the wildcard does not make a registry public.
+    assert!(matches!(
+        p.tarball_provenance(&elsewhere).1,
+        Provenance::Unknown { .. }
+    ));
+    p.marks.public.push("https://mirror.test/npm/@*".into());
+    assert!(matches!(
+        p.tarball_provenance(&elsewhere).1,
+        Provenance::Unknown { .. }
+    ));
+    // An explicit private scope wins over the wildcard.
+    p.marks.private.push("https://registry.test/@corp/".into());
+    assert!(matches!(
+        p.tarball_provenance(&corp).1,
+        Provenance::Private { .. }
+    ));
+    assert!(matches!(
+        p.tarball_provenance(&open).1,
+        Provenance::Public { .. }
+    ));
+    // Credentials for the registry's host, or a scope mapped to it, keep its scopes private under the wildcard;
+    // a mark on the scope itself still speaks for that scope.
+    let mut p = policy();
+    p.marks.public.push("https://registry.test/@*".into());
+    p.credentialed = vec!["registry.test".into()];
+    assert!(
+        matches!(&p.tarball_provenance(&open).1, Provenance::Private { reason } if reason.contains("@* does not cover")),
+        "{:?}",
+        p.tarball_provenance(&open).1
+    );
+    p.marks.public.push("https://registry.test/@open/".into());
+    assert!(matches!(
+        p.tarball_provenance(&open).1,
+        Provenance::Public { .. }
+    ));
+    p.credentialed.clear();
+    p.scoped.push((PUB.into(), "@corp".into()));
+    assert!(matches!(
+        p.tarball_provenance(&corp).1,
+        Provenance::Private { .. }
+    ));
+    // Unscoped names keep the registry's provenance.
+    let plain = parse_tarball_url("https://registry.test/plain/-/plain-1.0.0.tgz").unwrap();
+    assert_eq!(p.tarball_provenance(&plain).0, PUB);
+}
+
+#[test]
+fn a_cached_response_for_one_user_stays_private_under_a_scope_wildcard() {
+    let cache = Cache::new();
+    let bytes = b"scoped and for one user";
+    let path = cache.put_content(bytes);
+    let key = url_key("https://registry.test/@corp/x/-/x-1.0.0.tgz");
+    let json = serde_json::json!({"key": key, "integrity": sri(bytes), "time": 1,
+        "metadata": {"resHeaders": {"cache-control": "private"}}});
+    cache.append_raw(&key, &bucket_line(&json.to_string()));
+    let mut p = policy();
+    p.marks.public.push("https://registry.test/@*".into());
+    let id = cache.source(p).describe(&path).unwrap();
+    assert!(
+        matches!(&id.provenance, Provenance::Private { reason } if reason.contains("cache-control: private")),
+        "{:?}",
+        id.provenance
+    );
+}
+
+#[test]
+fn scope_wildcards_are_recognised_and_malformed_ones_refused() {
+    assert_eq!(
+        registry::scope_wildcard_registry("https://registry.test/"),
+        None
+    );
+    assert_eq!(
+        registry::scope_wildcard_registry("https://registry.test/@*"),
+        Some(Ok(PUB.to_owned()))
+    );
+    assert_eq!(
+        registry::scope_wildcard_registry("HTTP://127.0.0.1:4873/npm@*"),
+        Some(Ok("http://127.0.0.1:4873/npm/".to_owned()))
+    );
+    assert_eq!(
+        registry::scope_wildcard_for("https://registry.test/@corp/").as_deref(),
+        Some("https://registry.test/@*")
+    );
+    assert_eq!(
+        registry::scope_wildcard_for("http://127.0.0.1:4873/npm").as_deref(),
+        Some("http://127.0.0.1:4873/npm/@*")
+    );
+    assert_eq!(registry::scope_wildcard_for("file:"), None);
+    for bad in [
+        "*",
+        "@*",
+        "https://registry.test/*",
+        "https://registry.test/@corp*",
+        "https://registry.test/@corp/@*",
+        "https://*.test/@*",
+        "file:/x/@*",
+    ] {
+        let err = registry::scope_wildcard_registry(bad)
+            .expect("a * is a wildcard")
+            .expect_err(bad);
+        assert!(err.contains("@*"), "{bad}: {err}");
+    }
+}
