@@ -14,22 +14,11 @@
 // "nobody provides it" when the queried node is in `responded`. A failed query prints {"cid", "ok": false, "error"}.
 // Exit status: 0 if every query ran (whatever it found), 1 if a query or the set-up failed.
 
-// Helia 7 / libp2p 3 need Promise.withResolvers (Node 22+); Node 20 gets this polyfill before any import is evaluated.
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers () {
-    let resolve, reject
-    const promise = new this((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
+// First: the Node 20 polyfill libp2p 3 needs, and the loopback libp2p set-up shared by the tools.
+import { loopbackLibp2pOptions } from './lib.mjs'
 
 const { createLibp2p } = await import('libp2p')
 const { kadDHT, passthroughMapper } = await import('@libp2p/kad-dht')
-const { tcp } = await import('@libp2p/tcp')
-const { noise } = await import('@chainsafe/libp2p-noise')
-const { yamux } = await import('@chainsafe/libp2p-yamux')
-const { identify } = await import('@libp2p/identify')
-const { ping } = await import('@libp2p/ping')
 const { multiaddr } = await import('@multiformats/multiaddr')
 const { CID } = await import('multiformats/cid')
 
@@ -60,23 +49,13 @@ async function main () {
   const opts = parseArgs(process.argv.slice(2))
   const peerAddr = multiaddr(opts.peer)
 
-  const libp2p = await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    peerDiscovery: [],
-    connectionGater: { denyDialMultiaddr: () => false },
-    services: {
-      identify: identify(),
-      ping: ping(),
-      dht: kadDHT({
-        protocol: '/ipfs/kad/1.0.0',
-        clientMode: true,
-        peerInfoMapper: passthroughMapper
-      })
-    }
-  })
+  const libp2p = await createLibp2p(await loopbackLibp2pOptions({
+    dht: kadDHT({
+      protocol: '/ipfs/kad/1.0.0',
+      clientMode: true,
+      peerInfoMapper: passthroughMapper
+    })
+  }))
 
   let failed = false
   try {

@@ -19,21 +19,12 @@
 // announcer's concurrent requests, which all go to these few nodes).
 // Exit status 0 if the expected keys arrived, 1 if not (the summary is printed either way), 2 on a set-up failure.
 
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers () {
-    let resolve, reject
-    const promise = new this((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
+// First: the Node 20 polyfill libp2p 3 needs, and the loopback libp2p set-up shared by the tools.
+import { loopbackLibp2pOptions } from './lib.mjs'
 
 const { createLibp2p } = await import('libp2p')
 const { kadDHT, passthroughMapper } = await import('@libp2p/kad-dht')
-const { tcp } = await import('@libp2p/tcp')
-const { noise } = await import('@chainsafe/libp2p-noise')
-const { yamux } = await import('@chainsafe/libp2p-yamux')
-const { identify, identifyPush } = await import('@libp2p/identify')
-const { ping } = await import('@libp2p/ping')
+const { identifyPush } = await import('@libp2p/identify')
 const { multiaddr } = await import('@multiformats/multiaddr')
 const { MemoryDatastore } = await import('datastore-core')
 
@@ -87,25 +78,17 @@ const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
 
 async function makeNode () {
   return createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    peerDiscovery: [],
-    datastore: new CountingDatastore(),
-    connectionGater: { denyDialMultiaddr: () => false },
-    services: {
-      identify: identify(),
+    ...(await loopbackLibp2pOptions({
       // A peer whose Kademlia turns to server mode later (once an external address is confirmed) tells us by push.
       identifyPush: identifyPush(),
-      ping: ping(),
       dht: kadDHT({
         protocol: '/ipfs/kad/1.0.0',
         clientMode: false,
         peerInfoMapper: passthroughMapper,
         maxInboundStreams: 256
       })
-    }
+    })),
+    datastore: new CountingDatastore()
   })
 }
 

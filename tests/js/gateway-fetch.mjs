@@ -14,8 +14,8 @@
 // --expect-missing: Helia must NOT obtain the block. Prints {"cid", "missing": true, "ok"}.
 // Exit status 0 only if every check held.
 
-// First: the Node 20 polyfill Helia 7 needs, and the UnixFS walk shared with helia-fetch.mjs.
-import { readUnixfsFile } from './unixfs-walk.mjs'
+// First: the Node 20 polyfill Helia 7 needs, and the UnixFS walk shared by the tools.
+import { readHeliaFile, readUnixfsFile } from './lib.mjs'
 
 const { createHash } = await import('node:crypto')
 const { createHeliaLight } = await import('helia')
@@ -142,17 +142,12 @@ async function main () {
     helia.addRouter({ name: 'no-other-providers', async * findProviders () {} })
     await helia.start()
     try {
-      const getter = (signal) => async (c) => {
-        const chunks = []
-        for await (const chunk of helia.blockstore.get(c, { signal })) chunks.push(chunk)
-        return Buffer.concat(chunks.map(x => (x instanceof Uint8Array ? x : x.subarray())))
-      }
       for (const text of opts.cids) {
         await report({ cid: text }, async () => {
           const hash = createHash('sha256')
           let bytes = 0
           const signal = AbortSignal.timeout(opts.timeout * 1000)
-          await readUnixfsFile(getter(signal), CID.parse(text), (data) => { hash.update(data); bytes += data.length })
+          await readHeliaFile(helia, CID.parse(text), signal, (data) => { hash.update(data); bytes += data.length })
           return { cid: text, bytes, sha256: hash.digest('hex'), ok: true }
         })
       }

@@ -14,20 +14,12 @@
 // libp2p: TCP + noise + yamux + identify + ping, listening on 127.0.0.1 only; no bootstrap, no mDNS, no DHT, no HTTP
 // gateways or delegated routing. Exit status 0 only if every assertion held.
 
-// First: the Node 20 polyfill Helia 7 needs, and the UnixFS walk shared with gateway-fetch.mjs.
-import { readUnixfsFile } from './unixfs-walk.mjs'
+// First: the Node 20 polyfill Helia 7 needs, the loopback Helia node and the UnixFS walk shared by the tools.
+import { createBitswapHelia, getHeliaBlock, readHeliaFile } from './lib.mjs'
 
 const { createHash } = await import('node:crypto')
 const fs = await import('node:fs/promises')
 const path = await import('node:path')
-const { createHeliaLight } = await import('helia')
-const { withLibp2pLight } = await import('@helia/libp2p')
-const { withBitswap } = await import('@helia/bitswap')
-const { tcp } = await import('@libp2p/tcp')
-const { noise } = await import('@chainsafe/libp2p-noise')
-const { yamux } = await import('@chainsafe/libp2p-yamux')
-const { identify } = await import('@libp2p/identify')
-const { ping } = await import('@libp2p/ping')
 const { multiaddr } = await import('@multiformats/multiaddr')
 const { CID } = await import('multiformats/cid')
 // sha2-512 checksum CIDs (NuGet/npm integrity) need a hasher the light Helia does not configure by default.
@@ -59,34 +51,13 @@ function parseArgs (argv) {
   return opts
 }
 
-async function getBlock (helia, cid, signal) {
-  const chunks = []
-  for await (const chunk of helia.blockstore.get(cid, { signal })) {
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks.map(c => (c instanceof Uint8Array ? c : c.subarray())))
-}
-
-// Depth-first walk of a UnixFS file, every block fetched (and verified) by Helia.
-async function readFile (helia, cid, signal, sink) {
-  await readUnixfsFile((c) => getBlock(helia, c, signal), cid, sink)
-}
-
 const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
 
 async function main () {
   const opts = parseArgs(process.argv.slice(2))
   const peerAddr = multiaddr(opts.peer)
 
-  const helia = withBitswap(withLibp2pLight(createHeliaLight({ hashers: [sha512] }), {
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    peerDiscovery: [],
-    connectionGater: { denyDialMultiaddr: () => false },
-    services: { identify: identify(), ping: ping() }
-  }))
+  const helia = await createBitswapHelia({ hashers: [sha512] })
   await helia.start()
 
   let failed = false
@@ -110,7 +81,7 @@ async function main () {
       const started = Date.now()
       try {
         const signal = AbortSignal.timeout(opts.timeout * 1000)
-        await readFile(helia, cid, signal, (data) => {
+        await readHeliaFile(helia, cid, signal, (data) => {
           hash.update(data)
           bytes += data.length
           if (opts.outDir != null) parts.push(Buffer.from(data))
@@ -136,7 +107,7 @@ async function main () {
       const cid = CID.parse(text)
       let got = false
       try {
-        await getBlock(helia, cid, AbortSignal.timeout(opts.missingSeconds * 1000))
+        await getHeliaBlock(helia, cid, AbortSignal.timeout(opts.missingSeconds * 1000))
         got = true
       } catch {
         got = false

@@ -7,27 +7,12 @@
 // every block. Prints one JSON line per (peer, cid): {"peer": i, "cid", "bytes", "sha256", "ok", "ms"} and a summary
 // line {"summary": true, ...}. Exit status 0 only if every fetch succeeded. Loopback only; no bootstrap, no DHT.
 
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers () {
-    let resolve, reject
-    const promise = new this((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
+// First: the Node 20 polyfill Helia 7 needs, and the loopback Helia node shared by the tools.
+import { createBitswapHelia, readHeliaFile } from './lib.mjs'
 
 const { createHash } = await import('node:crypto')
-const { createHeliaLight } = await import('helia')
-const { withLibp2pLight } = await import('@helia/libp2p')
-const { withBitswap } = await import('@helia/bitswap')
-const { tcp } = await import('@libp2p/tcp')
-const { noise } = await import('@chainsafe/libp2p-noise')
-const { yamux } = await import('@chainsafe/libp2p-yamux')
-const { identify } = await import('@libp2p/identify')
-const { ping } = await import('@libp2p/ping')
 const { multiaddr } = await import('@multiformats/multiaddr')
 const { CID } = await import('multiformats/cid')
-const dagPb = await import('@ipld/dag-pb')
-const { UnixFS } = await import('ipfs-unixfs')
 
 const opts = { peer: null, peers: 50, cids: [], timeout: 120 }
 const argv = process.argv.slice(2)
@@ -42,33 +27,8 @@ for (let i = 0; i < argv.length; i++) {
 }
 if (opts.peer == null || opts.cids.length === 0) throw new Error('--peer and --cid are required')
 
-async function getBlock (helia, cid, signal) {
-  const chunks = []
-  for await (const chunk of helia.blockstore.get(cid, { signal })) chunks.push(chunk)
-  return Buffer.concat(chunks.map(c => (c instanceof Uint8Array ? c : c.subarray())))
-}
-
-async function readFile (helia, cid, signal, sink) {
-  const block = await getBlock(helia, cid, signal)
-  if (cid.code === 0x55) { sink(block); return }
-  const node = dagPb.decode(block)
-  if (node.Data != null) {
-    const fsNode = UnixFS.unmarshal(node.Data)
-    if (fsNode.data != null && fsNode.data.length > 0) sink(fsNode.data)
-  }
-  for (const link of node.Links) await readFile(helia, link.Hash, signal, sink)
-}
-
 async function onePeer (i) {
-  const helia = withBitswap(withLibp2pLight(createHeliaLight({}), {
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    peerDiscovery: [],
-    connectionGater: { denyDialMultiaddr: () => false },
-    services: { identify: identify(), ping: ping() }
-  }))
+  const helia = await createBitswapHelia()
   await helia.start()
   let failures = 0
   try {
@@ -81,7 +41,7 @@ async function onePeer (i) {
       const hash = createHash('sha256')
       let bytes = 0
       try {
-        await readFile(helia, CID.parse(text), signal, (d) => { hash.update(d); bytes += d.length })
+        await readHeliaFile(helia, CID.parse(text), signal, (d) => { hash.update(d); bytes += d.length })
         console.log(JSON.stringify({ peer: i, cid: text, bytes, sha256: hash.digest('hex'), ok: true, ms: Date.now() - started }))
       } catch (err) {
         failures++

@@ -8,23 +8,10 @@
 // Then it serves until stdin closes or it gets SIGTERM/SIGINT. libp2p: TCP + noise + yamux + identify + ping; no
 // bootstrap, no mDNS, no DHT, no HTTP gateways or delegated routing.
 
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers () {
-    let resolve, reject
-    const promise = new this((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
+// First: the Node 20 polyfill Helia 7 needs, and the loopback Helia node shared by the tools.
+import { createBitswapHelia } from './lib.mjs'
 
 const { createReadStream } = await import('node:fs')
-const { createHeliaLight } = await import('helia')
-const { withLibp2pLight } = await import('@helia/libp2p')
-const { withBitswap } = await import('@helia/bitswap')
-const { tcp } = await import('@libp2p/tcp')
-const { noise } = await import('@chainsafe/libp2p-noise')
-const { yamux } = await import('@chainsafe/libp2p-yamux')
-const { identify } = await import('@libp2p/identify')
-const { ping } = await import('@libp2p/ping')
 const { importer } = await import('ipfs-unixfs-importer')
 const { fixedSize } = await import('ipfs-unixfs-importer/chunker')
 const { balanced } = await import('ipfs-unixfs-importer/layout')
@@ -47,15 +34,7 @@ if (opts.file == null) throw new Error('--file is required')
 const profile = PROFILES[opts.profile]
 if (profile == null) throw new Error(`unknown profile ${opts.profile}`)
 
-const helia = withBitswap(withLibp2pLight(createHeliaLight({}), {
-  addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-  transports: [tcp()],
-  connectionEncrypters: [noise()],
-  streamMuxers: [yamux()],
-  peerDiscovery: [],
-  connectionGater: { denyDialMultiaddr: () => false },
-  services: { identify: identify(), ping: ping() }
-}))
+const helia = await createBitswapHelia()
 await helia.start()
 
 const started = Date.now()
