@@ -376,7 +376,7 @@ fn pip_before_23_3_inline_bodies_are_seeded_as_byte_ranges() {
     std::fs::write(&extracted, &file[offset..offset + want.len()]).unwrap();
 
     let (public_origin, private_origin) = world.configure_daemon();
-    let _daemon = Daemon::start(env, "pipold");
+    let mut daemon = Daemon::start(env, "pipold");
     let first = wait_first_scan(env, Duration::from_secs(60));
     let e = wait_seeded(env, &entry, Duration::from_secs(30));
     eprintln!("ls entry: {e:#}");
@@ -429,6 +429,17 @@ fn pip_before_23_3_inline_bodies_are_seeded_as_byte_ranges() {
         std::fs::read(&raw).unwrap() == want,
         "gateway bytes differ from the wheel"
     );
+
+    // A restart reads the range record back from the index (record format 3) and hashes nothing again.
+    daemon.stop();
+    let _daemon = Daemon::start(env, "pipold-2");
+    let st = wait_first_scan(env, Duration::from_secs(60));
+    assert_eq!(
+        st["files_hashed"].as_u64(),
+        Some(0),
+        "restart re-hashed: {st}"
+    );
+    assert_eq!(wait_seeded(env, &entry, Duration::from_secs(10)), e);
 
     // Eviction by pip's own clean-up (pip 23.2.1 purges http/ too).
     world.purge();
