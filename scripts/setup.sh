@@ -21,7 +21,7 @@ command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v gpg >/dev/null 2>&1 || need_apt+=(gnupg)
 command -v gpgv >/dev/null 2>&1 || need_apt+=(gpgv)
 command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
-# tests/pip.rs: a venv with a newer pip (below).
+# tests/pip.rs: venvs with a newer and an older pip (below).
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v ruby >/dev/null 2>&1 || need_apt+=(ruby)
 command -v php >/dev/null 2>&1 || need_apt+=(php-cli)
@@ -51,6 +51,12 @@ npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 if [ ! -x target/e2e-pip/bin/python3 ]; then
     python3 -m venv target/e2e-pip
     target/e2e-pip/bin/python3 -m pip install -q --disable-pip-version-check 'pip>=24.2'
+fi
+# ... and pip 23.2.1, the last pip whose HTTP cache keeps each body inline (http/), for the old-layout test (the test
+# makes the same venv on first use when this did not run).
+if [ "$(target/e2e-pip-23.2/bin/python3 -c 'import pip; print(pip.__version__)' 2>/dev/null)" != 23.2.1 ]; then
+    [ -x target/e2e-pip-23.2/bin/python3 ] || python3 -m venv target/e2e-pip-23.2
+    target/e2e-pip-23.2/bin/python3 -m pip install -q --disable-pip-version-check 'pip==23.2.1'
 fi
 
 # The desktop tests' tools: tauri-driver (WebDriver for the app) from the Rust package registry, and the Tauri CLI + selenium

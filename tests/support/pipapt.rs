@@ -166,6 +166,25 @@ fn serve(conn: TcpStream, files: &Files) -> std::io::Result<()> {
 // ---------------------------------------------------------------------------------------------------------------
 // pip
 
+/// The `pip.__version__` of `python` as (major, minor), with the run's output (for messages).
+fn pip_version(python: &Path) -> (Option<(u32, u32)>, String, crate::RunOutput) {
+    let out = run(
+        Command::new(python).args(["-c", "import pip; print(pip.__version__)"]),
+        Duration::from_secs(60),
+    );
+    let version = out.stdout.trim().to_string();
+    let parts: Vec<u32> = version
+        .split('.')
+        .take(2)
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let major_minor = match parts.as_slice() {
+        [major, minor] if out.success() => Some((*major, *minor)),
+        _ => None,
+    };
+    (major_minor, version, out)
+}
+
 /// The python whose pip the tests run: `$PKGSEED_E2E_PYTHON`, else `<workspace>/target/e2e-pip/bin/python3` (made
 /// by scripts/setup.sh), else `python3`. Panics unless its pip is 23.3 or later (the separate-body HTTP cache).
 pub fn pip_python() -> PathBuf {
@@ -175,20 +194,72 @@ pub fn pip_python() -> PathBuf {
         None if venv.is_file() => venv,
         None => PathBuf::from("python3"),
     };
-    let out = run(
-        Command::new(&python).args(["-c", "import pip; print(pip.__version__)"]),
-        Duration::from_secs(60),
-    );
-    let version = out.stdout.trim().to_string();
-    let parts: Vec<u32> = version
-        .split('.')
-        .take(2)
-        .filter_map(|p| p.parse().ok())
-        .collect();
+    let (major_minor, version, out) = pip_version(&python);
     assert!(
-        out.success() && parts.len() == 2 && (parts[0], parts[1]) >= (23, 3),
+        major_minor.is_some_and(|v| v >= (23, 3)),
         "the pip e2e test needs pip >= 23.3 (its http-v2 cache keeps bodies as files); {} has pip {version:?}.\n\
          Run scripts/setup.sh (it makes target/e2e-pip) or set PKGSEED_E2E_PYTHON.\n{}",
+        python.display(),
+        out.describe()
+    );
+    python
+}
+
+/// The pip whose HTTP cache keeps each response body inline (`http/`, before 23.3) that the tests pin.
+pub const OLD_PIP_VERSION: &str = "23.2.1";
+
+/// The python of a venv with pip [`OLD_PIP_VERSION`]: `$PKGSEED_E2E_OLD_PIP_PYTHON`, else
+/// `<workspace>/target/e2e-pip-23.2/bin/python3`, made on first use (as scripts/setup.sh does) with `python3 -m venv`
+/// and `pip install pip==23.2.1` through the machine's normal pip configuration. Panics with the reason when that
+/// venv cannot be made or its pip is 23.3 or later: the test never skips.
+pub fn old_pip_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("PKGSEED_E2E_OLD_PIP_PYTHON") {
+        let python = PathBuf::from(python);
+        let (major_minor, version, out) = pip_version(&python);
+        assert!(
+            major_minor.is_some_and(|v| v < (23, 3)),
+            "$PKGSEED_E2E_OLD_PIP_PYTHON={} must have a pip before 23.3, it has {version:?}\n{}",
+            python.display(),
+            out.describe()
+        );
+        return python;
+    }
+    let venv = workspace_root().join("target/e2e-pip-23.2");
+    let python = venv.join("bin/python3");
+    let current = python.is_file().then(|| pip_version(&python).1);
+    if current.as_deref() != Some(OLD_PIP_VERSION) {
+        if !python.is_file() {
+            let made = run(
+                Command::new("python3").args(["-m", "venv"]).arg(&venv),
+                Duration::from_secs(300),
+            );
+            assert!(
+                made.success(),
+                "cannot create the venv {} for pip {OLD_PIP_VERSION} (Debian package python3-venv; \
+                 scripts/setup.sh installs it)\n{}",
+                venv.display(),
+                made.describe()
+            );
+        }
+        let installed = run(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+                .arg(format!("pip=={OLD_PIP_VERSION}")),
+            Duration::from_secs(600),
+        );
+        assert!(
+            installed.success(),
+            "cannot install pip {OLD_PIP_VERSION} into {} from the package index (is the index reachable? \
+             scripts/setup.sh makes this venv)\n{}",
+            venv.display(),
+            installed.describe()
+        );
+    }
+    let (_, version, out) = pip_version(&python);
+    assert_eq!(
+        version,
+        OLD_PIP_VERSION,
+        "{} has the wrong pip\n{}",
         python.display(),
         out.describe()
     );
@@ -214,13 +285,26 @@ pub fn pip_command(python: &Path, home: &Path) -> Command {
 
 /// Writes a pure-Python wheel `<name>-<version>-py3-none-any.whl` into `dir` with python3's `zipfile`.
 pub fn make_wheel(dir: &Path, name: &str, version: &str) -> PathBuf {
+    make_wheel_with_random_bytes(dir, name, version, 0)
+}
+
+/// [`make_wheel`] with a stored (uncompressed) file of `random_bytes` random bytes in it, for a wheel of several
+/// UnixFS chunks.
+pub fn make_wheel_with_random_bytes(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    random_bytes: usize,
+) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let file = dir.join(format!("{name}-{version}-py3-none-any.whl"));
     let script = r##"
-import sys, zipfile
-path, name, version = sys.argv[1:4]
+import os, sys, zipfile
+path, name, version, random_bytes = sys.argv[1:5]
 di = f"{name}-{version}.dist-info"
 with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+    if int(random_bytes):
+        z.writestr(f"{name}/blob.bin", os.urandom(int(random_bytes)), compress_type=zipfile.ZIP_STORED)
     z.writestr(f"{name}/__init__.py", f"VERSION = {version!r}\n" + "# padding\n" * 200)
     z.writestr(f"{di}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     z.writestr(f"{di}/WHEEL", "Wheel-Version: 1.0\nGenerator: pkgseed-e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
@@ -232,7 +316,8 @@ with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
             .arg(script)
             .arg(&file)
             .arg(name)
-            .arg(version),
+            .arg(version)
+            .arg(random_bytes.to_string()),
         Duration::from_secs(60),
     )
     .expect_success("python3 zipfile wheel");
@@ -252,25 +337,37 @@ pub fn blake2b_256_hex(path: &Path) -> String {
     out.stdout.trim().to_string()
 }
 
-/// Every `*.body` file under `<cache>/http-v2`.
-pub fn pip_bodies(cache: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every file under `dir` (recursively) that `keep` accepts, sorted.
+fn files_under(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
+    fn walk(dir: &Path, keep: &dyn Fn(&Path) -> bool, out: &mut Vec<PathBuf>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
         };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "body") {
+                walk(&p, keep, out);
+            } else if keep(&p) {
                 out.push(p);
             }
         }
     }
     let mut out = Vec::new();
-    walk(&cache.join("http-v2"), &mut out);
+    walk(dir, keep, &mut out);
     out.sort();
     out
+}
+
+/// Every `*.body` file under `<cache>/http-v2`.
+pub fn pip_bodies(cache: &Path) -> Vec<PathBuf> {
+    files_under(&cache.join("http-v2"), &|p| {
+        p.extension().is_some_and(|x| x == "body")
+    })
+}
+
+/// Every file under `<cache>/http`: the responses pip before 23.3 cached, each with its body inline.
+pub fn pip_inline_entries(cache: &Path) -> Vec<PathBuf> {
+    files_under(&cache.join("http"), &|_| true)
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -285,6 +285,7 @@ fn index_one(index: &Index, path: &Path) -> Result<()> {
         profile: Profile::UnixfsV1_2025.name().into(),
         checksum_cid,
         registry_checksum: format!("sha256:{}", hex_lower(&dag.sha256)),
+        content_range: None,
     };
     index.put_artifact(record, &blocks)?;
     Ok(())

@@ -4,6 +4,9 @@
 //! is still served, verified at every read as before. This module owns the links, what pkgseed's files cost on
 //! disk, the last-served time of every artifact, eviction under the disk cap (least recently served first) and the
 //! reconciliation of store and index after a crash. See docs/limits.md ("Disk cap and pkgseed's store").
+//! A link is always to the whole cache file, so an artifact that is a byte range of its file (pip's pre-23.3 inline
+//! bodies) keeps its range when it moves to the link, reads are of that range as before, and its cost is the whole
+//! file's size (what the link keeps on disk).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

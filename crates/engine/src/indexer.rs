@@ -1,13 +1,14 @@
 //! What happens to one path: ask its source what it is, apply the provenance gate, and for a public artifact read
 //! it ONCE to get both the registry checksum check and the UnixFS DAG, then record its block map in the index and
-//! queue its root and checksum CIDs for announcement. Also full scans and withdrawals.
+//! queue its root and checksum CIDs for announcement. Also full scans and withdrawals. An artifact that is a byte
+//! range of its file (pip's pre-23.3 inline bodies) is read, hashed and recorded as that range only.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use pkgseed_index::{ArtifactId, ArtifactRecord, FileStamp};
-use pkgseed_sources::{ArtifactIdentity, CacheSource, ChecksumAlgo, Provenance};
+use pkgseed_index::{ArtifactId, ArtifactRecord, ContentRange, FileStamp};
+use pkgseed_sources::{ArtifactIdentity, ByteRange, CacheSource, ChecksumAlgo, Provenance};
 use pkgseed_unixfs::{BlockKind, DigestAlgo, PlannedBlock, MAX_BLOCK_BYTES};
 
 use crate::engine::{announced_cids, FoundFile, Shared};
@@ -52,8 +53,8 @@ pub(crate) fn process_path(shared: &Shared, path: &Path) -> Outcome {
         }
         Ok(_) => {}
     }
-    let identity = match source.describe(path) {
-        Ok(identity) => identity,
+    let (identity, range) = match source.describe_in_file(path) {
+        Ok(described) => described,
         Err(reason) => {
             shared.found.lock().unwrap().remove(path);
             withdraw_path(shared, path, &reason.to_string());
@@ -79,7 +80,7 @@ pub(crate) fn process_path(shared: &Shared, path: &Path) -> Outcome {
         withdraw_path(shared, path, "not public");
         return Outcome::NotSeeded(format!("origin {} is {provenance}", identity.origin));
     }
-    match index_public_artifact(shared, source.as_ref(), path, &identity) {
+    match index_public_artifact(shared, source.as_ref(), path, &identity, range) {
         Ok(outcome) => outcome,
         Err(reason) => {
             withdraw_path(shared, path, &reason);
@@ -94,6 +95,7 @@ fn index_public_artifact(
     _source: &dyn CacheSource,
     path: &Path,
     identity: &ArtifactIdentity,
+    range: Option<ByteRange>,
 ) -> Result<Outcome, String> {
     let checksum = identity
         .checksum
@@ -105,6 +107,11 @@ fn index_public_artifact(
         return Err("not a regular file".into());
     }
     let stamp = FileStamp::of(&metadata);
+    let content_range = range.map(|range| ContentRange {
+        offset: range.offset,
+        len: range.len,
+    });
+    let content_len = content_range.map_or(stamp.size_bytes, |range| range.len);
     let existing = shared
         .index
         .artifact_by_path(path)
@@ -114,6 +121,7 @@ fn index_public_artifact(
             && record.profile == profile.name()
             && record.origin == identity.origin
             && record.registry_checksum == checksum.to_prefixed_hex()
+            && record.content_range == content_range
         {
             crate::artifact_store::link(shared, record);
             return Ok(Outcome::Seeded { hashed_bytes: 0 });
@@ -131,13 +139,19 @@ fn index_public_artifact(
         sha512: checksum.algo == ChecksumAlgo::Sha512,
         sha1: checksum.algo == ChecksumAlgo::Sha1,
     };
-    let dag = pkgseed_unixfs::dag_of_file_with(path, profile, extra)
-        .map_err(|err| format!("cannot read: {err}"))?;
+    // Only the artifact's own bytes are hashed: the whole file, or its range (block offsets are then relative to it).
+    let dag = match range {
+        None => pkgseed_unixfs::dag_of_file_with(path, profile, extra),
+        Some(range) => {
+            pkgseed_unixfs::dag_of_file_range_with(path, range.offset, range.len, profile, extra)
+        }
+    }
+    .map_err(|err| format!("cannot read: {err}"))?;
     shared.files_hashed.fetch_add(1, Ordering::SeqCst);
     let after = std::fs::symlink_metadata(path)
         .map(|m| FileStamp::of(&m))
         .ok();
-    if after != Some(stamp) || dag.size_bytes != stamp.size_bytes {
+    if after != Some(stamp) || dag.size_bytes != content_len {
         // Written to while we read it: the watcher will bring it back when it settles.
         return Err("changed while being read".into());
     }
@@ -195,6 +209,7 @@ fn index_public_artifact(
         profile: profile.name().to_string(),
         checksum_cid,
         registry_checksum: checksum.to_prefixed_hex(),
+        content_range,
     };
     if let Some(old) = &existing {
         withdraw_record(shared, old, "replaced");

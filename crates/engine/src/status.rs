@@ -163,7 +163,12 @@ pub struct ArtifactView {
     pub name: String,
     pub version: String,
     pub path: String,
+    /// The artifact's bytes.
     pub size: u64,
+    /// Where they start in the file at `path`: 0 unless the artifact is a range of its file (pip's pre-23.3 inline
+    /// bodies).
+    #[serde(default)]
+    pub offset: u64,
     pub cid: String,
     pub checksum_cid: Option<String>,
     pub registry_checksum: String,
@@ -177,7 +182,8 @@ impl From<&pkgseed_index::ArtifactRecord> for ArtifactView {
             name: record.name.clone(),
             version: record.version.clone(),
             path: record.path.display().to_string(),
-            size: record.size_bytes,
+            size: record.content_len(),
+            offset: record.content_offset(),
             cid: record.root_cid.clone(),
             checksum_cid: record.checksum_cid.clone(),
             registry_checksum: record.registry_checksum.clone(),

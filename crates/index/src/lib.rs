@@ -6,11 +6,12 @@
 //! - `artifacts`: artifact id → [`ArtifactRecord`] in the compact binary encoding of `record.rs` (schema 1 wrote
 //!   JSON; both are read)
 //! - `paths`: path bytes → artifact id (one artifact per path)
-//! - `blocks`: multimap CID bytes → encoded location (artifact, kind, offset, len). Two artifacts may hold the same
-//!   CID; each keeps its own location, so removing one never removes the other's.
+//! - `blocks`: multimap CID bytes → encoded location (artifact, kind, offset, len; the offset is relative to the
+//!   artifact's content range, which is the whole file except for pip's pre-23.3 inline bodies). Two artifacts may
+//!   hold the same CID; each keeps its own location, so removing one never removes the other's.
 //! - `artifact_blocks`: multimap artifact id → CID bytes (what to withdraw / delete when the artifact goes)
 //! - `interior`: CID bytes → encoded interior node; kept while at least one interior location refers to it
-//! - `ecosystem_totals`: ecosystem → (artifact count, file bytes), kept in step with `artifacts` by every write so
+//! - `ecosystem_totals`: ecosystem → (artifact count, artifact bytes), kept in step with `artifacts` by every write so
 //!   the status never decodes every record (filled from `artifacts` when an older index lacks it)
 //! - `meta`: `schema_version`, `next_id`
 
@@ -52,9 +53,32 @@ pub struct ArtifactRecord {
     pub checksum_cid: Option<String>,
     /// `algo:hex`
     pub registry_checksum: String,
+    /// Where the artifact's bytes sit inside the file when they are not the whole file (pip before 23.3 keeps a
+    /// response body inline in its cache entry); `None` = the whole file. Block locations are relative to its start.
+    /// Records written before it existed decode as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_range: Option<ContentRange>,
+}
+
+/// A byte range of a file that holds an artifact's bytes (its offset in the file and its length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ContentRange {
+    pub offset: u64,
+    pub len: u64,
 }
 
 impl ArtifactRecord {
+    /// Where the artifact's bytes start in its file (0 for a whole-file artifact).
+    pub fn content_offset(&self) -> u64 {
+        self.content_range.map_or(0, |range| range.offset)
+    }
+
+    /// The artifact's length in bytes (the file's size for a whole-file artifact).
+    pub fn content_len(&self) -> u64 {
+        self.content_range
+            .map_or(self.size_bytes, |range| range.len)
+    }
+
     /// The file identity recorded when the artifact was indexed.
     pub fn stamp(&self) -> FileStamp {
         FileStamp {
@@ -140,10 +164,12 @@ pub enum BlockReadError {
     Index(#[from] IndexError),
 }
 
-/// The schema this build writes and understands. Schema 1 (JSON records) is read too and marked 2 on open: its
-/// records stay readable and new writes are binary, so an older build refuses the file instead of misreading it.
-pub const SCHEMA_VERSION: u64 = 2;
-const OLDER_READABLE_SCHEMA: u64 = 1;
+/// The schema this build writes and understands. Schema 3 added records whose artifact is a byte range of its file
+/// (record format 3); schema 2 (binary records, all whole files) and schema 1 (JSON records) are read too and marked
+/// 3 on open: their records stay readable as they are (content = the whole file), so an older build refuses the
+/// file instead of misreading a range record.
+pub const SCHEMA_VERSION: u64 = 3;
+const OLDER_READABLE_SCHEMAS: [u64; 2] = [1, 2];
 
 const ARTIFACTS: TableDefinition<u64, &[u8]> = TableDefinition::new("artifacts");
 const PATHS: TableDefinition<&[u8], u64> = TableDefinition::new("paths");
@@ -183,20 +209,31 @@ fn decode_location(bytes: &[u8]) -> Result<Location, IndexError> {
         .ok_or_else(|| IndexError::Db(format!("corrupt block location ({} bytes)", bytes.len())))
 }
 
-/// Checks that a block map is something the index can serve from a file of `size` bytes.
+/// Checks that a block map is something the index can serve: the content range inside the file, and every leaf and
+/// whole-file range inside the content.
 fn validate_blocks(record: &ArtifactRecord, blocks: &[PlannedBlock]) -> Result<(), IndexError> {
+    let content_end = record.content_offset().checked_add(record.content_len());
+    if content_end.is_none_or(|end| end > record.size_bytes) {
+        return Err(IndexError::Invalid(format!(
+            "content {}+{} is outside the file of {} bytes ({})",
+            record.content_offset(),
+            record.content_len(),
+            record.size_bytes,
+            record.path.display()
+        )));
+    }
     for block in blocks {
         if matches!(block.kind, BlockKind::Interior(_)) {
             continue;
         }
         let end = block.offset.checked_add(block.len);
-        if end.is_none_or(|end| end > record.size_bytes) {
+        if end.is_none_or(|end| end > record.content_len()) {
             return Err(IndexError::Invalid(format!(
-                "block {} covers {}+{} outside the file of {} bytes ({})",
+                "block {} covers {}+{} outside the artifact's {} bytes ({})",
                 block.cid,
                 block.offset,
                 block.len,
-                record.size_bytes,
+                record.content_len(),
                 record.path.display()
             )));
         }
@@ -220,6 +257,8 @@ enum Candidate {
         artifact: ArtifactId,
         path: PathBuf,
         stamp: FileStamp,
+        /// The artifact's bytes in the file; the location is relative to its start.
+        content: ContentRange,
         location: Location,
     },
 }
@@ -295,7 +334,7 @@ impl Index {
             let version = meta.get(META_SCHEMA).map_err(db_err)?.map(|v| v.value());
             match version {
                 Some(SCHEMA_VERSION) => {}
-                Some(OLDER_READABLE_SCHEMA) => {
+                Some(older) if OLDER_READABLE_SCHEMAS.contains(&older) => {
                     meta.insert(META_SCHEMA, SCHEMA_VERSION).map_err(db_err)?;
                     changed = true;
                 }
@@ -383,7 +422,8 @@ impl Index {
     /// Inserts or replaces (same path) an artifact and its blocks in one transaction; returns its id.
     ///
     /// The `id` in `record` is ignored: every put gets a fresh id (ids are never reused), so an id held from before
-    /// a replacement no longer resolves. Leaf and whole-file ranges must lie inside `record.size_bytes`.
+    /// a replacement no longer resolves. Leaf and whole-file ranges (relative to the content range) must lie inside the
+    /// artifact's content, and the content inside `record.size_bytes`.
     pub fn put_artifact(
         &self,
         mut record: ArtifactRecord,
@@ -664,6 +704,10 @@ impl Index {
                 out.push(Candidate::File {
                     artifact: record.id,
                     stamp: record.stamp(),
+                    content: ContentRange {
+                        offset: record.content_offset(),
+                        len: record.content_len(),
+                    },
                     path: record.path,
                     location,
                 });
@@ -698,8 +742,12 @@ impl Index {
                     artifact,
                     path,
                     stamp,
+                    content,
                     location,
-                } => (artifact, read_file_block(artifact, &path, stamp, &location)),
+                } => (
+                    artifact,
+                    read_file_block(artifact, &path, stamp, content, &location),
+                ),
             };
             let outcome = bytes.and_then(|bytes| {
                 if pkgseed_unixfs::block_matches_cid(cid, &bytes) {
@@ -758,11 +806,11 @@ fn add_to_ecosystem_totals(
         .map(|v| v.value())
         .unwrap_or((0, 0));
     let (count, bytes) = if add {
-        (count + 1, bytes + record.size_bytes)
+        (count + 1, bytes + record.content_len())
     } else {
         (
             count.saturating_sub(1),
-            bytes.saturating_sub(record.size_bytes),
+            bytes.saturating_sub(record.content_len()),
         )
     };
     if count == 0 {
@@ -783,9 +831,10 @@ fn fill_ecosystem_totals(txn: &WriteTransaction) -> Result<(), IndexError> {
         for entry in artifacts.iter().map_err(db_err)? {
             let (id, bytes) = entry.map_err(db_err)?;
             let record = decode_record(id.value(), bytes.value())?;
+            let content_len = record.content_len();
             let sum = sums.entry(record.ecosystem).or_default();
             sum.0 += 1;
-            sum.1 += record.size_bytes;
+            sum.1 += content_len;
         }
     }
     let mut totals = txn.open_table(ECOSYSTEM_TOTALS).map_err(db_err)?;
@@ -845,12 +894,13 @@ fn remove_in(txn: &WriteTransaction, id: ArtifactId) -> Result<Option<ArtifactRe
     Ok(Some(record))
 }
 
-/// Opens the artifact's file, checks it is still the file that was indexed, and reads the block's range
-/// (rebuilding a dag-pb leaf). The caller verifies the hash.
+/// Opens the artifact's file, checks it is still the file that was indexed, and reads the block's range, which is
+/// relative to the artifact's `content` range of the file (rebuilding a dag-pb leaf). The caller verifies the hash.
 fn read_file_block(
     artifact: ArtifactId,
     path: &Path,
     then: FileStamp,
+    content: ContentRange,
     location: &Location,
 ) -> Result<Vec<u8>, BlockReadError> {
     let stale = |reason: String| BlockReadError::Stale { artifact, reason };
@@ -885,21 +935,29 @@ fn read_file_block(
             now.inode
         )));
     }
-    let in_range = location
+    let content_in_file = content
+        .offset
+        .checked_add(content.len)
+        .is_some_and(|end| end <= now.size_bytes);
+    let in_content = location
         .offset
         .checked_add(location.len)
-        .is_some_and(|end| end <= now.size_bytes);
-    if !in_range || location.len > MAX_BLOCK_BYTES {
+        .is_some_and(|end| end <= content.len);
+    if !content_in_file || !in_content || location.len > MAX_BLOCK_BYTES {
         return Err(stale(format!(
-            "range {}+{} is outside {} ({} bytes)",
+            "range {}+{} of the content {}+{} is outside {} ({} bytes)",
             location.offset,
             location.len,
+            content.offset,
+            content.len,
             path.display(),
             now.size_bytes
         )));
     }
     let mut buf = vec![0u8; location.len as usize];
-    read_exact_at(&file, &mut buf, location.offset).map_err(|e| io("cannot read", e))?;
+    // Cannot overflow: both ends were checked against the file size above.
+    read_exact_at(&file, &mut buf, content.offset + location.offset)
+        .map_err(|e| io("cannot read", e))?;
     match location.kind {
         LocKind::PbLeaf => Ok(pkgseed_unixfs::pb_leaf_block(&buf)),
         LocKind::RawLeaf | LocKind::WholeFile(_) => Ok(buf),

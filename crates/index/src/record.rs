@@ -1,20 +1,26 @@
-//! The compact binary encoding of an [`ArtifactRecord`] stored in the `artifacts` table (schema 2), and the reader
-//! for the JSON records schema 1 wrote (still decoded, so an upgraded index keeps its records).
+//! The compact binary encoding of an [`ArtifactRecord`] stored in the `artifacts` table (schemas 2 and 3), and the
+//! reader for the JSON records schema 1 wrote (still decoded, so an upgraded index keeps its records).
 //!
 //! Layout, all integers little-endian: format byte [`FORMAT_BINARY`]; size_bytes u64; mtime_ns i128; inode u64;
 //! then the text fields, each a LEB128 length and its bytes: ecosystem, name, version, origin, path, profile; then
 //! root_cid and checksum_cid as a tagged CID (0 = absent, 1 = text, 2 = binary CID that prints as the stored text);
 //! then registry_checksum as a tagged checksum (1 = text, 2 = `algo` text and the raw digest of a lowercase hex
-//! suffix). The id is the table key and is not repeated. A JSON record starts with `{`, never with the format byte.
+//! suffix). The id is the table key and is not repeated. A JSON record starts with `{`, never with a format byte.
+//!
+//! An artifact that is a byte range of its file (schema 3) is written with format byte [`FORMAT_BINARY_RANGE`]: the
+//! same layout followed by the content offset and length (u64 each). Whole-file records keep format 2, byte for
+//! byte, so every record written before decodes unchanged, with the content = the whole file.
 
 use std::path::PathBuf;
 
 use cid::Cid;
 
-use crate::{ArtifactId, ArtifactRecord, IndexError};
+use crate::{ArtifactId, ArtifactRecord, ContentRange, IndexError};
 
 /// First byte of a binary record (a JSON record starts with `{`).
 const FORMAT_BINARY: u8 = 2;
+/// First byte of a binary record followed by its content range.
+const FORMAT_BINARY_RANGE: u8 = 3;
 
 const TAG_ABSENT: u8 = 0;
 const TAG_TEXT: u8 = 1;
@@ -28,7 +34,10 @@ pub(crate) fn encode(record: &ArtifactRecord) -> Result<Vec<u8>, IndexError> {
             .map_err(|e| IndexError::Db(format!("cannot encode artifact record: {e}")));
     };
     let mut out = Vec::with_capacity(128 + path.len());
-    out.push(FORMAT_BINARY);
+    out.push(match record.content_range {
+        None => FORMAT_BINARY,
+        Some(_) => FORMAT_BINARY_RANGE,
+    });
     out.extend_from_slice(&record.size_bytes.to_le_bytes());
     out.extend_from_slice(&record.mtime_ns.to_le_bytes());
     out.extend_from_slice(&record.inode.to_le_bytes());
@@ -45,15 +54,21 @@ pub(crate) fn encode(record: &ArtifactRecord) -> Result<Vec<u8>, IndexError> {
     put_cid(&mut out, Some(&record.root_cid));
     put_cid(&mut out, record.checksum_cid.as_deref());
     put_checksum(&mut out, &record.registry_checksum);
+    if let Some(range) = record.content_range {
+        out.extend_from_slice(&range.offset.to_le_bytes());
+        out.extend_from_slice(&range.len.to_le_bytes());
+    }
     Ok(out)
 }
 
 /// Decodes a record of either format; `id` is its key.
 pub(crate) fn decode(id: ArtifactId, bytes: &[u8]) -> Result<ArtifactRecord, IndexError> {
     let corrupt = |what: &str| IndexError::Db(format!("artifact record {id} is corrupt: {what}"));
-    if bytes.first() != Some(&FORMAT_BINARY) {
-        return serde_json::from_slice(bytes).map_err(|e| corrupt(&e.to_string()));
-    }
+    let with_range = match bytes.first() {
+        Some(&FORMAT_BINARY) => false,
+        Some(&FORMAT_BINARY_RANGE) => true,
+        _ => return serde_json::from_slice(bytes).map_err(|e| corrupt(&e.to_string())),
+    };
     let mut reader = Reader { rest: &bytes[1..] };
     let record = (|| {
         let size_bytes = u64::from_le_bytes(reader.array()?);
@@ -68,6 +83,14 @@ pub(crate) fn decode(id: ArtifactId, bytes: &[u8]) -> Result<ArtifactRecord, Ind
         let root_cid = reader.cid()?.ok_or("no root CID")?;
         let checksum_cid = reader.cid()?;
         let registry_checksum = reader.checksum()?;
+        let content_range = if with_range {
+            Some(ContentRange {
+                offset: u64::from_le_bytes(reader.array()?),
+                len: u64::from_le_bytes(reader.array()?),
+            })
+        } else {
+            None
+        };
         if !reader.rest.is_empty() {
             return Err("trailing bytes");
         }
@@ -85,6 +108,7 @@ pub(crate) fn decode(id: ArtifactId, bytes: &[u8]) -> Result<ArtifactRecord, Ind
             profile,
             checksum_cid,
             registry_checksum,
+            content_range,
         })
     })();
     record.map_err(corrupt)
@@ -275,6 +299,7 @@ mod tests {
                 "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
             ),
             registry_checksum: format!("sha256:{}", "0a".repeat(32)),
+            content_range: None,
         }
     }
 
@@ -306,6 +331,32 @@ mod tests {
         record.registry_checksum = "sha512:ABCD".into();
         let bytes = encode(&record).unwrap();
         assert_eq!(decode(7, &bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn range_records_round_trip_and_whole_file_records_keep_format_2() {
+        let whole = encode(&sample()).unwrap();
+        assert_eq!(whole[0], FORMAT_BINARY);
+        let mut record = sample();
+        record.content_range = Some(ContentRange {
+            offset: 517,
+            len: u64::MAX - 517,
+        });
+        let bytes = encode(&record).unwrap();
+        assert_eq!(bytes[0], FORMAT_BINARY_RANGE);
+        assert_eq!(bytes.len(), whole.len() + 16);
+        assert_eq!(decode(7, &bytes).unwrap(), record);
+        assert_eq!(record.content_offset(), 517);
+        assert_eq!(sample().content_len(), sample().size_bytes);
+        // A format-2 record (every record schema 2 wrote) decodes as the whole file.
+        assert_eq!(decode(7, &whole).unwrap().content_range, None);
+        assert_eq!(decode(7, &whole).unwrap().content_offset(), 0);
+        // A JSON record of schema 1 has no range; one with a range round-trips through JSON too.
+        let json = serde_json::to_vec(&record).unwrap();
+        assert_eq!(decode(7, &json).unwrap(), record);
+        for len in 0..bytes.len() {
+            assert!(decode(7, &bytes[..len]).is_err(), "truncated to {len}");
+        }
     }
 
     #[test]

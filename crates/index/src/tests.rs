@@ -55,6 +55,7 @@ fn record_for(path: &Path, ecosystem: &str, name: &str) -> ArtifactRecord {
         profile: "unixfs-v1-2025".into(),
         checksum_cid: None,
         registry_checksum: "sha256:00".into(),
+        content_range: None,
     }
 }
 
@@ -763,8 +764,151 @@ fn schema_version_mismatch_is_a_clear_error() {
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
 
+/// A file with an artifact's bytes in the middle (pip before 23.3: a msgpack header, the body, msgpack trailer), and
+/// the record and raw leaves of that range. The leaves' offsets are relative to the range.
+fn range_artifact(
+    dir: &Path,
+    name: &str,
+    body: &[u8],
+) -> (PathBuf, ArtifactRecord, Vec<PlannedBlock>) {
+    let mut file = b"cc=4,\x82\xa8response\x87\xa4body\xc6".to_vec();
+    file.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    let offset = file.len() as u64;
+    file.extend_from_slice(body);
+    file.extend_from_slice(b"\xa7headers\x80 and the rest of the response");
+    let path = write_file(dir, name, &file);
+    let mut record = record_for(&path, "pip", name);
+    record.content_range = Some(ContentRange {
+        offset,
+        len: body.len() as u64,
+    });
+    (path, record, raw_leaves(body, 4096))
+}
+
+/// An artifact that is a byte range of its file: blocks are read at the range's offset plus the block's, a whole-file
+/// checksum block covers the range only, nothing outside the range is accepted, and a change anywhere in the file
+/// (outside the range too) makes it stale.
+#[test]
+fn range_artifacts_serve_exactly_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let body = pattern(10_000, 3);
+    let (path, record, mut blocks) = range_artifact(dir.path(), "inline", &body);
+    let file_len = std::fs::metadata(&path).unwrap().len();
+    blocks.push(PlannedBlock {
+        cid: raw_cid(&body),
+        kind: BlockKind::WholeFile(DigestAlgo::Sha256),
+        offset: 0,
+        len: body.len() as u64,
+    });
+    let id = index.put_artifact(record.clone(), &blocks).unwrap();
+    let stored = index.artifact(id).unwrap().unwrap();
+    assert_eq!(stored.content_range, record.content_range);
+    assert_eq!(stored.content_len(), 10_000);
+    assert_eq!(stored.size_bytes, file_len);
+    assert_eq!(index.count_by_ecosystem().unwrap()["pip"], (1, 10_000));
+    for (i, block) in blocks.iter().enumerate().take(3) {
+        let got = index.read_block(&block.cid).unwrap().expect("indexed");
+        assert_eq!(&got[..], &body[i * 4096..(i * 4096 + 4096).min(body.len())]);
+    }
+    let whole = index.read_block(&blocks[3].cid).unwrap().unwrap();
+    assert_eq!(&whole[..], &body[..]);
+
+    // A leaf past the end of the content (though inside the file) is refused at put.
+    let past = PlannedBlock {
+        cid: raw_cid(b"z"),
+        kind: BlockKind::RawLeaf,
+        offset: 9_999,
+        len: 2,
+    };
+    assert!(matches!(
+        index.put_artifact(record.clone(), &[past]),
+        Err(IndexError::Invalid(_))
+    ));
+    // So is a content range that does not fit the file.
+    let mut too_long = record.clone();
+    too_long.content_range = Some(ContentRange {
+        offset: 100,
+        len: file_len,
+    });
+    assert!(matches!(
+        index.put_artifact(too_long, &[]),
+        Err(IndexError::Invalid(_))
+    ));
+    assert_eq!(index.artifact(id).unwrap().unwrap(), stored);
+
+    // Bytes outside the range changed (the response headers): the file is no longer the one indexed.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_modified(UNIX_EPOCH + Duration::from_secs(1_000_000))
+        .unwrap();
+    assert_stale(index.read_block(&blocks[0].cid), id);
+}
+
+/// pkgseed's store keeps a hard link to the whole cache file: a range artifact moved there is still served from its
+/// range, never from offset 0.
+#[cfg(unix)]
+#[test]
+fn a_moved_range_artifact_is_served_from_its_range_in_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let body = pattern(9_000, 5);
+    let (path, record, blocks) = range_artifact(dir.path(), "inline", &body);
+    let id = index.put_artifact(record, &blocks).unwrap();
+    let link = dir.path().join("link");
+    std::fs::hard_link(&path, &link).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    index.move_artifact(id, &link).unwrap().expect("known id");
+    let (from, got) = index
+        .read_block_located(&blocks[0].cid)
+        .unwrap()
+        .expect("served from the link");
+    assert_eq!(from, id);
+    assert_eq!(&got[..], &body[..4096]);
+}
+
+/// An index written by schema 2 (binary records, every one a whole file) opens, keeps its records, and is marked
+/// schema 3.
+#[test]
+fn a_schema_2_index_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let file = write_file(dir.path(), "old", &pattern(10, 0));
+    let old_id = {
+        let index = Index::open(&path).unwrap();
+        index
+            .put_artifact(record_for(&file, "cargo", "old"), &[])
+            .unwrap()
+    };
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(META_SCHEMA, 2)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let index = Index::open(&path).unwrap();
+    let old = index.artifact(old_id).unwrap().unwrap();
+    assert_eq!((old.content_offset(), old.content_len()), (0, 10));
+    assert_eq!(stored_schema(&index), 3);
+}
+
+/// The schema version an open index has recorded.
+fn stored_schema(index: &Index) -> u64 {
+    let txn = index.db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    let schema = meta.get(META_SCHEMA).unwrap().unwrap().value();
+    schema
+}
+
 /// An index written by schema 1 (JSON records) opens, keeps its records readable, takes new binary records
-/// beside them, and is marked schema 2 so an older build refuses it instead of misreading the new records.
+/// beside them, and is marked with the current schema so an older build refuses it instead of misreading the new
+/// records.
 #[test]
 fn a_schema_1_index_with_json_records_is_upgraded_in_place() {
     let dir = tempfile::tempdir().unwrap();
@@ -809,15 +953,7 @@ fn a_schema_1_index_with_json_records_is_upgraded_in_place() {
     assert_eq!(new_id, 2);
     assert_eq!(index.artifacts().unwrap().len(), 2);
     assert_eq!(index.count_by_ecosystem().unwrap()["cargo"], (2, 30));
-    let txn = index.db.begin_read().unwrap();
-    let schema = txn
-        .open_table(META)
-        .unwrap()
-        .get(META_SCHEMA)
-        .unwrap()
-        .unwrap()
-        .value();
-    assert_eq!(schema, SCHEMA_VERSION);
+    assert_eq!(stored_schema(&index), SCHEMA_VERSION);
 }
 
 #[test]

@@ -97,6 +97,14 @@ pub struct ArtifactIdentity {
     pub provenance: Provenance,
 }
 
+/// Where an artifact's bytes sit inside its file when they are not the whole file (pip before 23.3 keeps a response
+/// body inline in its cache entry): the offset of the first byte and the length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub offset: u64,
+    pub len: u64,
+}
+
 /// Why a path is not (yet) a seedable artifact.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotAnArtifact {
@@ -292,6 +300,15 @@ pub trait CacheSource: Send + Sync {
     fn is_candidate(&self, path: &Path) -> bool;
     /// Blocking: reads metadata files next to the artifact. Does not hash the artifact itself.
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact>;
+    /// [`CacheSource::describe`], and where the artifact's bytes are inside the file: `None` when the artifact is the
+    /// whole file (every source but pip's pre-23.3 inline cache entries). The indexer hashes and serves only that
+    /// range. Default: the whole file.
+    fn describe_in_file(
+        &self,
+        path: &Path,
+    ) -> Result<(ArtifactIdentity, Option<ByteRange>), NotAnArtifact> {
+        Ok((self.describe(path)?, None))
+    }
     /// Cheap: the artifact paths whose description depends on `path`, a sidecar the client writes AFTER the
     /// artifact (NuGet's `.nupkg.metadata`, conda's extracted `info/repodata_record.json`). The engine should
     /// re-process those paths when `path` settles. Default: none.

@@ -1,12 +1,13 @@
 //! The pip cache source: response bodies in pip's HTTP cache (`<cache>/http-v2/a/b/c/d/e/<sha224(url)>.body`,
-//! pip 23.3 and later) that are wheels or sdists, identified from their own metadata, with provenance proven by
-//! rebuilding the file's URL and hashing it back to the cache key.
+//! pip 23.3 and later, and the body inline in `<cache>/http/a/b/c/d/e/<sha224(url)>`, pip before 23.3) that are
+//! wheels or sdists, identified from their own metadata, with provenance proven by rebuilding the file's URL and
+//! hashing it back to the cache key.
 //!
 //! * **Roots.** pip's cache dir as pip itself reports it (`cache-dir` from pip's configuration, which includes
 //!   `PIP_CACHE_DIR`, else pip's platform default `USER_CACHE_DIR`), learned at run time by asking the installed
 //!   pip; without a working pip: `PIP_CACHE_DIR`, `$XDG_CACHE_HOME/pip`, `~/.cache/pip`, `~/Library/Caches/pip`,
-//!   `%LOCALAPPDATA%\pip\Cache`. Only `http-v2/` is watched: `wheels/` holds wheels pip BUILT locally (never
-//!   registry bytes) and is never looked at.
+//!   `%LOCALAPPDATA%\pip\Cache`. Only `http-v2/` and `http/` are watched: `wheels/` holds wheels pip BUILT
+//!   locally (never registry bytes) and is never looked at.
 //! * **Complete vs partial.** pip writes `<key>.body` and `<key>` (the response metadata) through a temp file and
 //!   `os.replace`; an entry counts only when both exist, the body is a regular non-empty file, and the name is
 //!   exactly 56 hex digits + `.body` (temp names never match).
@@ -29,10 +30,13 @@
 //!   sha256 is computed from the body, and offered as the registry checksum ONLY when the cache key proves the body
 //!   is that index's response for the file URL (and, for the default index, the blake2b path proves the content).
 //!   An unproven body gets no checksum.
-//! * **Not supported.** pip before 23.3 keeps the body inline in a msgpack file under `http/` (the response's
-//!   metadata and body in one file). pkgseed serves whole files only (one read per file, blocks mapped to file
-//!   offsets of an artifact that IS the registry's bytes), so those entries are not candidates; an `http/` dir
-//!   under pip's cache dir is listed in status as a cache "found, not seedable" (crate::unseedable).
+//! * **pip before 23.3** keeps each response in ONE file under `http/` (same key, same 5 dirs, no extension):
+//!   cachecontrol's `cc=4,` + msgpack with the body inline. pip writes it through a temp file and `os.replace`, so
+//!   the name (exactly 56 hex digits) never matches a temp file. `inline::locate_inline_body` finds the body's byte
+//!   range (a complete document ending at the end of the file, status 200, no content coding, `Content-Length` =
+//!   body length), and the artifact is that range: identity, provenance and checksum are worked out on the range
+//!   exactly as for a `.body` file, and [`CacheSource::describe_in_file`] hands the range to the indexer, which
+//!   hashes and serves only those bytes, zero-copy (docs/design.md, "Artifacts inside a file").
 //! * **Eviction.** `pip cache purge` / `pip cache remove` delete the files; the engine's watcher withdraws them.
 
 use std::collections::HashMap;
@@ -47,9 +51,12 @@ use blake2::{Blake2b, Digest};
 use sha2::{Sha224, Sha256};
 
 use crate::{
-    ArtifactIdentity, CacheSource, ChecksumAlgo, NotAnArtifact, OriginMarks, Provenance,
+    ArtifactIdentity, ByteRange, CacheSource, ChecksumAlgo, NotAnArtifact, OriginMarks, Provenance,
     RegistryChecksum, SourceEnv,
 };
+
+mod inline;
+pub use inline::{locate_inline_body, InlineError};
 
 /// Origin id of bodies no known index URL hashes to.
 pub const UNKNOWN_ORIGIN: &str = "pip:unknown";
@@ -90,12 +97,23 @@ struct KnownIndex {
     default: bool,
 }
 
-/// (size, mtime, description) of a described body.
-type MemoEntry = (u64, Option<SystemTime>, ArtifactIdentity);
+/// (size, mtime, description, body range) of a described entry.
+type MemoEntry = (u64, Option<SystemTime>, ArtifactIdentity, Option<ByteRange>);
+
+/// Which of pip's two HTTP cache layouts a candidate is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `http-v2/…/<key>.body` (pip 23.3+): the file is the body.
+    BodyFile,
+    /// `http/…/<key>` (pip before 23.3): the body is inline in the cached response.
+    Inline,
+}
 
 /// The pip HTTP cache.
 pub struct PipSource {
     http_root: PathBuf,
+    /// `http/`, the cache of pip before 23.3.
+    inline_root: PathBuf,
     indexes: Vec<KnownIndex>,
     marks: OriginMarks,
     /// Descriptions by path, valid while (size, mtime) are unchanged: `describe` hashes the body.
@@ -127,15 +145,20 @@ impl PipSource {
         }
         PipSource {
             http_root: config.cache_dir.join("http-v2"),
+            inline_root: config.cache_dir.join("http"),
             indexes,
             marks,
             memo: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The cache key (56 hex) of a candidate path: `http-v2/<k0>/<k1>/<k2>/<k3>/<k4>/<key>.body`.
-    fn split_candidate<'p>(&self, path: &'p Path) -> Option<&'p str> {
-        let rel = path.strip_prefix(&self.http_root).ok()?;
+    /// The cache key (56 hex) and layout of a candidate path: `http-v2/<k0>/<k1>/<k2>/<k3>/<k4>/<key>.body` or
+    /// `http/<k0>/<k1>/<k2>/<k3>/<k4>/<key>`.
+    fn split_candidate<'p>(&self, path: &'p Path) -> Option<(&'p str, Layout)> {
+        let (rel, layout) = match path.strip_prefix(&self.http_root) {
+            Ok(rel) => (rel, Layout::BodyFile),
+            Err(_) => (path.strip_prefix(&self.inline_root).ok()?, Layout::Inline),
+        };
         let parts: Vec<&str> = rel
             .components()
             .map(|c| match c {
@@ -146,7 +169,10 @@ impl PipSource {
         let [d0, d1, d2, d3, d4, file] = parts.as_slice() else {
             return None;
         };
-        let key = file.strip_suffix(".body")?;
+        let key = match layout {
+            Layout::BodyFile => file.strip_suffix(".body")?,
+            Layout::Inline => file,
+        };
         let hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if key.len() != 56 || !hex(key) {
             return None;
@@ -157,7 +183,7 @@ impl PipSource {
                 return None;
             }
         }
-        Some(key)
+        Some((key, layout))
     }
 
     fn provenance(&self, index: &KnownIndex) -> Provenance {
@@ -182,11 +208,21 @@ impl PipSource {
         }
     }
 
-    fn describe_uncached(&self, path: &Path, key: &str) -> Result<ArtifactIdentity, NotAnArtifact> {
+    /// Describes the body at `range` of the file (`None`: the whole file).
+    fn describe_uncached(
+        &self,
+        path: &Path,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<ArtifactIdentity, NotAnArtifact> {
         let shown = || path.display().to_string();
-        let mut file = fs::File::open(path)
+        let file = fs::File::open(path)
             .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-        let body = inspect_body(&mut file).map_err(|e| match e {
+        let body = match range {
+            None => inspect_body(&mut io::BufReader::new(file)),
+            Some(range) => inspect_body(&mut inline::RangeReader::new(file, range)),
+        };
+        let body = body.map_err(|e| match e {
             BodyError::NotAnArchive => {
                 NotAnArtifact::BadName(format!("{} is not a wheel or sdist body", shown()))
             }
@@ -207,8 +243,8 @@ impl PipSource {
                 }
             }
         }
-        let (b2, sha256) =
-            hash_file(path).map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
+        let (b2, sha256) = hash_file(path, range)
+            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
         if matched.is_none() {
             let b2_hex = hex::encode(b2);
             'outer2: for index in &self.indexes {
@@ -255,7 +291,7 @@ impl CacheSource for PipSource {
     }
 
     fn roots(&self) -> Vec<PathBuf> {
-        vec![self.http_root.clone()]
+        vec![self.http_root.clone(), self.inline_root.clone()]
     }
 
     fn is_candidate(&self, path: &Path) -> bool {
@@ -263,36 +299,67 @@ impl CacheSource for PipSource {
     }
 
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact> {
-        let key = self
+        self.describe_in_file(path).map(|(identity, _)| identity)
+    }
+
+    fn describe_in_file(
+        &self,
+        path: &Path,
+    ) -> Result<(ArtifactIdentity, Option<ByteRange>), NotAnArtifact> {
+        let (key, layout) = self
             .split_candidate(path)
             .ok_or(NotAnArtifact::NotCandidate)?;
+        let root = match layout {
+            Layout::BodyFile => &self.http_root,
+            Layout::Inline => &self.inline_root,
+        };
         let shown = || path.display().to_string();
-        let meta = crate::sidefile::check_artifact_file(&self.http_root, path)?;
+        let meta = crate::sidefile::check_artifact_file(root, path)?;
         // pip writes the metadata file next to the body; an entry is complete only with both.
         let head = path.with_file_name(key);
-        if !fs::symlink_metadata(&head)
-            .map(|m| m.file_type().is_file())
-            .unwrap_or(false)
-        {
+        let head_is_file = || {
+            fs::symlink_metadata(&head)
+                .map(|m| m.file_type().is_file())
+                .unwrap_or(false)
+        };
+        if layout == Layout::BodyFile && !head_is_file() {
             return Err(NotAnArtifact::NoChecksum(format!(
                 "{} (no response metadata file next to the body: incomplete entry)",
                 shown()
             )));
         }
         let mtime = meta.modified().ok();
-        if let Some((len, time, identity)) = self.memo.lock().unwrap().get(path) {
+        if let Some((len, time, identity, range)) = self.memo.lock().unwrap().get(path) {
             if *len == meta.len() && *time == mtime {
-                return Ok(identity.clone());
+                return Ok((identity.clone(), *range));
             }
         }
-        let identity = self.describe_uncached(path, key)?;
+        let range = match layout {
+            Layout::BodyFile => None,
+            Layout::Inline => Some(inline_body_range(path)?),
+        };
+        let identity = self.describe_uncached(path, key, range)?;
         let mut memo = self.memo.lock().unwrap();
         if memo.len() > 100_000 {
             memo.clear();
         }
-        memo.insert(path.to_path_buf(), (meta.len(), mtime, identity.clone()));
-        Ok(identity)
+        memo.insert(
+            path.to_path_buf(),
+            (meta.len(), mtime, identity.clone(), range),
+        );
+        Ok((identity, range))
     }
+}
+
+/// The body range of a pre-23.3 cache entry, or why it has none.
+fn inline_body_range(path: &Path) -> Result<ByteRange, NotAnArtifact> {
+    let shown = path.display();
+    let file =
+        fs::File::open(path).map_err(|e| NotAnArtifact::Unreadable(format!("{shown}: {e}")))?;
+    inline::locate_inline_body(&mut io::BufReader::new(file)).map_err(|e| match e {
+        InlineError::Io(e) => NotAnArtifact::Unreadable(format!("{shown}: {e}")),
+        e => NotAnArtifact::BadName(format!("{shown}: {e}")),
+    })
 }
 
 /// `packages/<b[0:2]>/<b[2:4]>/<b[4:]>/<file name>`: the content-addressed path of the default index's files.
@@ -348,8 +415,13 @@ fn url_authority(url: &str) -> Option<&str> {
     (end > 0).then(|| &url[..scheme.len() + 3 + end])
 }
 
-fn hash_file(path: &Path) -> io::Result<([u8; 32], [u8; 32])> {
+/// blake2b-256 and sha256 of the file, or of its `range`.
+fn hash_file(path: &Path, range: Option<ByteRange>) -> io::Result<([u8; 32], [u8; 32])> {
     let mut file = fs::File::open(path)?;
+    if let Some(range) = range {
+        file.seek(SeekFrom::Start(range.offset))?;
+    }
+    let mut file = file.take(range.map_or(u64::MAX, |r| r.len));
     let mut b2 = Blake2b::<U32>::new();
     let mut s2 = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -1,7 +1,7 @@
 //! Caches that keep only extracted files (or re-packed archives), so the registry's original artifact bytes cannot
-//! be rebuilt: pnpm's store, yarn berry's cache, bun, deno, uv and dart pub; and pip's pre-23.3 `http/` cache,
-//! whose bodies sit inline inside msgpack files rather than as files of their own. They are listed when present,
-//! with a reason, and never seeded.
+//! be rebuilt: pnpm's store, yarn berry's cache, bun, deno, uv and dart pub. They are listed when present, with a
+//! reason, and never seeded. (pip's pre-23.3 `http/` cache, whose bodies sit inline in msgpack files, is not one of
+//! them: the pip source seeds those bodies as byte ranges of their files.)
 
 use std::path::{Path, PathBuf};
 
@@ -109,17 +109,6 @@ fn candidates(env: &SourceEnv) -> Vec<(&'static str, Vec<PathBuf>, &'static str)
         pub_cache.extend(home(".pub-cache"));
     }
     out.push(("pub", pub_cache, "dart pub keeps extracted packages only"));
-
-    // pip before 23.3: response bodies inline in msgpack files under `http/` (23.3+ writes `http-v2/*.body`).
-    let mut pip_legacy: Vec<PathBuf> = Vec::new();
-    pip_legacy.extend(var("PIP_CACHE_DIR").map(|p| p.join("http")));
-    pip_legacy.extend(crate::pip::default_cache_dir(env).map(|p| p.join("http")));
-    out.push((
-        "pip",
-        pip_legacy,
-        "pip before 23.3 keeps each response body inline in a msgpack file (http/), not as a file of its own; \
-         pip 23.3+ writes http-v2/, which is seeded",
-    ));
     out
 }
 
@@ -154,6 +143,7 @@ mod tests {
             ".bun/install/cache",
             ".cache/deno",
             ".pub-cache",
+            // pip's caches, both layouts, are seeded by the pip source: never listed here.
             ".cache/pip/http",
             ".cache/pip/http-v2",
         ] {
@@ -180,7 +170,6 @@ mod tests {
                 ("deno", home.join(".cache/deno")),
                 ("uv", uv.clone()),
                 ("pub", home.join(".pub-cache")),
-                ("pip", home.join(".cache/pip/http")),
             ]
         );
         assert!(found.iter().all(|c| !c.reason.is_empty()));

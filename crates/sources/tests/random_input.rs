@@ -169,3 +169,19 @@ fn binary_and_json_metadata_parsers_never_panic_on_random_input() {
         let _ = s::zipread::read_zip_entries(&input, &|_| true, 1 << 20);
     }
 }
+
+#[test]
+fn pip_http_cache_entries_never_panic_on_random_input() {
+    // A pre-23.3 entry as cachecontrol writes it (`cc=4,` + msgpack, the body inline) and a 23.3+ metadata file.
+    let seeds: &[&[u8]] = &[
+        b"cc=4,\x82\xa8response\x87\xa4body\xc4\x04PK\x03\x04\xa7headers\x81\xaeContent-Length\xa14\xa6status\xcc\xc8\xa7version\x0b\xa6reason\xa2OK\xa6strict\x00\xaedecode_content\xc2\xa4vary\x80",
+        b"cc=4,\x82\xa8response\x82\xa4body\xc4\x00\xa6status\xcd\x00\xc8\xa4vary\x81\xa6Accept\xc0",
+    ];
+    for input in inputs(4, seeds, ITERATIONS) {
+        if let Ok(range) = s::pip::locate_inline_body(&mut std::io::Cursor::new(&input)) {
+            assert!(range.offset + range.len <= input.len() as u64);
+        }
+        let _ = s::pip::inspect_body(&mut std::io::Cursor::new(&input));
+    }
+    assert!(s::pip::locate_inline_body(&mut std::io::Cursor::new(seeds[0])).is_ok());
+}

@@ -1,7 +1,7 @@
-//! Reading a file once for `dag_of_file`; large files hash the whole file on a helper thread while this thread
-//! builds the DAG, since the two sha256 passes (whole file, leaves) are otherwise the whole cost.
+//! Reading a file (or a byte range of one) once for `dag_of_file`; large inputs hash the whole input on a helper
+//! thread while this thread builds the DAG, since the two sha256 passes (whole input, leaves) are otherwise the whole
+//! cost.
 
-use std::fs::File;
 use std::io::Read;
 use std::sync::{mpsc, Arc};
 
@@ -15,7 +15,7 @@ pub(crate) const HELPER_THREAD_MIN_FILE_BYTES: u64 = 4 * 1024 * 1024;
 const READ_BUFFERS_IN_FLIGHT: usize = 4;
 
 /// One `read`, retried when interrupted.
-pub(crate) fn read_some(file: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_some(file: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
     loop {
         match file.read(buffer) {
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -26,7 +26,7 @@ pub(crate) fn read_some(file: &mut File, buffer: &mut [u8]) -> std::io::Result<u
 
 /// Builds the DAG on this thread and the whole-file digests on a helper, both from the same read buffers.
 pub(crate) fn dag_with_helper_thread(
-    mut file: File,
+    mut file: impl Read,
     profile: Profile,
     extra: ExtraDigests,
 ) -> std::io::Result<FileDag> {

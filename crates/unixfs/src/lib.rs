@@ -229,15 +229,55 @@ pub fn dag_of_file_with(
     profile: Profile,
     extra: ExtraDigests,
 ) -> std::io::Result<FileDag> {
+    let file = open_regular_file(path)?;
+    let file_len_bytes = file.metadata()?.len();
+    dag_of_reader(file, file_len_bytes, profile, extra)
+}
+
+/// Reads the `len_bytes` bytes at `offset_bytes` of `path` once and builds their DAG: the artifact is that range
+/// (pip before 23.3 keeps a response body inline in its cache entry), and every block offset in the result is
+/// relative to the range's start. A range past the end of the file is an error; a file that shrinks while it is
+/// read gives a DAG with a smaller `size_bytes` (the caller compares it with `len_bytes`).
+pub fn dag_of_file_range_with(
+    path: &std::path::Path,
+    offset_bytes: u64,
+    len_bytes: u64,
+    profile: Profile,
+    extra: ExtraDigests,
+) -> std::io::Result<FileDag> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut file = open_regular_file(path)?;
     let file_len_bytes = file.metadata()?.len();
-    if file_len_bytes >= file_reader::HELPER_THREAD_MIN_FILE_BYTES {
-        return file_reader::dag_with_helper_thread(file, profile, extra);
+    if offset_bytes
+        .checked_add(len_bytes)
+        .is_none_or(|end| end > file_len_bytes)
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "range {offset_bytes}+{len_bytes} is outside {} ({file_len_bytes} bytes)",
+                path.display()
+            ),
+        ));
+    }
+    file.seek(SeekFrom::Start(offset_bytes))?;
+    dag_of_reader(file.take(len_bytes), len_bytes, profile, extra)
+}
+
+/// Builds the DAG of everything `input` yields (about `len_bytes`, which picks the read strategy).
+fn dag_of_reader(
+    mut input: impl std::io::Read,
+    len_bytes: u64,
+    profile: Profile,
+    extra: ExtraDigests,
+) -> std::io::Result<FileDag> {
+    if len_bytes >= file_reader::HELPER_THREAD_MIN_FILE_BYTES {
+        return file_reader::dag_with_helper_thread(input, profile, extra);
     }
     let mut builder = DagBuilder::with_extra_digests(profile, extra);
-    let mut read_buffer = vec![0u8; FILE_READ_BUFFER_BYTES.min(file_len_bytes as usize + 1)];
+    let mut read_buffer = vec![0u8; FILE_READ_BUFFER_BYTES.min(len_bytes as usize + 1)];
     loop {
-        let read_bytes = file_reader::read_some(&mut file, &mut read_buffer)?;
+        let read_bytes = file_reader::read_some(&mut input, &mut read_buffer)?;
         if read_bytes == 0 {
             break;
         }

@@ -511,6 +511,66 @@ fn dag_of_file_matches_the_streaming_builder() {
     .is_err());
 }
 
+/// A byte range inside a larger file has exactly the DAG (and digests) of a file holding only those bytes, at the
+/// interesting sizes on both read paths, with block offsets relative to the range; a range past the end is an error.
+#[test]
+fn dag_of_a_file_range_is_the_dag_of_the_extracted_bytes() {
+    let directory = tempfile::tempdir().unwrap();
+    let (container, extracted) = (
+        directory.path().join("container.bin"),
+        directory.path().join("extracted.bin"),
+    );
+    let chunk = Profile::UnixfsV1_2025.chunk_size_bytes() as usize;
+    let helper_threshold_bytes = file_reader::HELPER_THREAD_MIN_FILE_BYTES as usize;
+    let prefix = pattern_bytes(517, 1);
+    let suffix = pattern_bytes(300, 2);
+    for range_len in [
+        0,
+        1,
+        chunk - 1,
+        chunk,
+        chunk + 1,
+        2 * chunk - 1,
+        2 * chunk + 1,
+        helper_threshold_bytes + 3,
+    ] {
+        let body = pattern_bytes(range_len, 31);
+        std::fs::write(&container, [&prefix[..], &body, &suffix].concat()).unwrap();
+        std::fs::write(&extracted, &body).unwrap();
+        let extra = ExtraDigests {
+            sha512: true,
+            sha1: false,
+        };
+        for profile in Profile::ALL {
+            let from_range = dag_of_file_range_with(
+                &container,
+                prefix.len() as u64,
+                range_len as u64,
+                profile,
+                extra,
+            )
+            .unwrap();
+            let from_file = dag_of_file_with(&extracted, profile, extra).unwrap();
+            assert_same_dag(&from_range, &from_file);
+            assert_leaves_tile_file(&from_range);
+        }
+    }
+    let file_len = std::fs::metadata(&container).unwrap().len();
+    for (offset, len) in [(0, file_len + 1), (file_len, 1), (u64::MAX, 2)] {
+        assert!(
+            dag_of_file_range_with(
+                &container,
+                offset,
+                len,
+                Profile::UnixfsV1_2025,
+                ExtraDigests::default()
+            )
+            .is_err(),
+            "{offset}+{len}"
+        );
+    }
+}
+
 #[test]
 fn io_write_feeds_the_builder() {
     use std::io::Write;

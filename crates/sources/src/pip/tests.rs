@@ -373,3 +373,239 @@ fn hostile_bodies_never_panic() {
         (vec!["a-b-c".to_string()], Some("1".into()))
     );
 }
+
+// --- pip before 23.3: `http/<k0>/…/<k4>/<key>`, cachecontrol's `cc=4,` + msgpack with the body inline ---------
+
+/// msgpack of a text string.
+fn mp_str(out: &mut Vec<u8>, s: &str) {
+    match s.len() {
+        0..=31 => out.push(0xa0 | s.len() as u8),
+        32..=255 => out.extend_from_slice(&[0xd9, s.len() as u8]),
+        _ => {
+            out.push(0xda);
+            out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// An entry as cachecontrol 0.12 (pip 23.2) writes it: `cc=4,` + {"response": {"body", "headers", "status",
+/// "version", "reason", "strict", "decode_content"}, "vary": {}}, the body as bin32 (bin8/16 for short bodies).
+fn inline_entry(body: &[u8], headers: &[(&str, &str)], status: u8) -> Vec<u8> {
+    let mut out = b"cc=4,".to_vec();
+    out.push(0x82);
+    mp_str(&mut out, "response");
+    out.push(0x87);
+    mp_str(&mut out, "body");
+    match body.len() {
+        0..=255 => out.extend_from_slice(&[0xc4, body.len() as u8]),
+        256..=65_535 => {
+            out.push(0xc5);
+            out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xc6);
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(body);
+    mp_str(&mut out, "headers");
+    out.push(0x80 | headers.len() as u8);
+    for (k, v) in headers {
+        mp_str(&mut out, k);
+        mp_str(&mut out, v);
+    }
+    mp_str(&mut out, "status");
+    out.extend_from_slice(&[0xcc, status]);
+    mp_str(&mut out, "version");
+    out.push(11);
+    mp_str(&mut out, "reason");
+    mp_str(&mut out, "OK");
+    mp_str(&mut out, "strict");
+    out.push(0);
+    mp_str(&mut out, "decode_content");
+    out.push(0xc2);
+    mp_str(&mut out, "vary");
+    out.push(0x80);
+    out
+}
+
+fn wheel_headers(body: &[u8]) -> Vec<(&'static str, String)> {
+    vec![
+        ("Content-Type", "application/octet-stream".into()),
+        ("Content-Length", body.len().to_string()),
+        (
+            "Cache-Control",
+            "max-age=365000000, immutable, public".into(),
+        ),
+        ("ETag", "\"abc\"".into()),
+    ]
+}
+
+fn entry_for(body: &[u8]) -> Vec<u8> {
+    let headers = wheel_headers(body);
+    let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    inline_entry(body, &refs, 200)
+}
+
+impl Fixture {
+    /// Writes a pre-23.3 cache entry (one file) for `url`; returns its path.
+    fn put_inline(&self, url: &str, entry: &[u8]) -> PathBuf {
+        let key = sha224_hex(url);
+        let mut dir = self.cache.join("http");
+        for c in key.chars().take(5) {
+            dir.push(c.to_string());
+        }
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(&key);
+        fs::write(&path, entry).unwrap();
+        path
+    }
+}
+
+#[test]
+fn inline_entry_of_pip_before_23_3_is_seeded_as_the_body_range() {
+    let fx = Fixture::new();
+    let body = wheel("Foo-Bar", "1.2.0", &["py3-none-any"]);
+    let url = format!(
+        "https://files.index.test/{}",
+        pypi_style_path(&b2_hex(&body), "Foo_Bar-1.2.0-py3-none-any.whl")
+    );
+    let entry = entry_for(&body);
+    let path = fx.put_inline(&url, &entry);
+    let src = fx.source(Some(fake_default()), &[], OriginMarks::default());
+    assert!(src.roots().contains(&fx.cache.join("http")));
+    assert!(src.is_candidate(&path));
+    let (id, range) = src.describe_in_file(&path).unwrap();
+    let range = range.expect("an inline body is a range of its file");
+    let (start, end) = (range.offset as usize, (range.offset + range.len) as usize);
+    assert!(start > 0 && end < entry.len(), "{range:?}");
+    assert_eq!(&entry[start..end], &body[..]);
+    // The same identity, provenance and checksum as the same body in the 23.3+ layout.
+    let body_path = fx.put(&url, &body, true);
+    let (as_file, no_range) = src.describe_in_file(&body_path).unwrap();
+    assert_eq!(no_range, None);
+    assert_eq!(id, as_file);
+    assert_eq!(id.version, "1.2.0 (Foo_Bar-1.2.0-py3-none-any.whl)");
+    assert!(matches!(id.provenance, Provenance::Public { .. }));
+    assert_eq!(
+        id.checksum.unwrap().digest,
+        Sha256::digest(&body).to_vec(),
+        "the checksum is the body's, not the entry's"
+    );
+    assert_eq!(src.describe(&path).unwrap().name, "Foo-Bar");
+    // Under another URL's key the same entry is unknown (never seeded).
+    let elsewhere = fx.put_inline("https://elsewhere.test/x.whl", &entry);
+    let (id, _) = src.describe_in_file(&elsewhere).unwrap();
+    assert!(matches!(id.provenance, Provenance::Unknown { .. }));
+    // An sdist body too.
+    let sdist = tar_gz(&[(
+        "acme-0.1/PKG-INFO",
+        b"Metadata-Version: 2.1\nName: acme\nVersion: 0.1\n",
+    )]);
+    let url = format!(
+        "https://files.index.test/{}",
+        pypi_style_path(&b2_hex(&sdist), "acme-0.1.tar.gz")
+    );
+    let sdist_path = fx.put_inline(&url, &entry_for(&sdist));
+    let (id, range) = src.describe_in_file(&sdist_path).unwrap();
+    assert_eq!(id.version, "0.1 (acme-0.1.tar.gz)");
+    assert_eq!(range.unwrap().len, sdist.len() as u64);
+    // Names that are not entries: a `.body` under http/, pip's temp files, a key in the wrong dirs.
+    let key = sha224_hex(&url);
+    assert!(!src.is_candidate(&sdist_path.with_file_name(format!("{key}.body"))));
+    assert!(!src.is_candidate(&sdist_path.with_file_name(format!("{key}x1y2.tmp"))));
+    assert!(!src.is_candidate(&fx.cache.join("http/0/0/0/0/0").join(&key)));
+}
+
+#[test]
+fn corrupt_truncated_and_hostile_inline_entries_are_clear_errors() {
+    let fx = Fixture::new();
+    let src = fx.source(Some(fake_default()), &[], OriginMarks::default());
+    let body = wheel("acme", "1.0", &["py3-none-any"]);
+    let good = entry_for(&body);
+    let locate = |bytes: &[u8]| locate_inline_body(&mut io::Cursor::new(bytes.to_vec()));
+    assert!(locate(&good).is_ok());
+    // Cut anywhere: never an artifact (the document must end exactly at the end of the file).
+    for cut in 0..good.len() {
+        assert!(locate(&good[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut longer = good.clone();
+    longer.push(0xc0);
+    assert!(matches!(locate(&longer), Err(InlineError::Malformed(_))));
+    // A truncated entry through the source: a clear error naming the file, and it is not seeded.
+    let path = fx.put_inline("https://x.test/a.whl", &good[..good.len() - 40]);
+    match src.describe_in_file(&path) {
+        Err(NotAnArtifact::BadName(why)) => {
+            assert!(
+                why.contains("cache entry") && why.contains(path.to_str().unwrap()),
+                "{why}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let empty = fx.put_inline("https://x.test/empty.whl", b"");
+    assert_eq!(src.describe(&empty), Err(NotAnArtifact::Empty));
+    // Responses whose body is not the file as the index served it.
+    let h = |len: usize| len.to_string();
+    let len = h(body.len());
+    for (headers, status, what) in [
+        (
+            vec![("Content-Length", len.as_str())],
+            206,
+            "partial content",
+        ),
+        (vec![("Content-Length", "999999")], 200, "short body"),
+        (
+            vec![
+                ("Content-Encoding", "gzip"),
+                ("Content-Length", len.as_str()),
+            ],
+            200,
+            "content-coded body",
+        ),
+    ] {
+        assert!(
+            matches!(
+                locate(&inline_entry(&body, &headers, status)),
+                Err(InlineError::NoBody(_))
+            ),
+            "{what}"
+        );
+    }
+    assert!(locate(&inline_entry(
+        &body,
+        &[("content-encoding", "identity")],
+        200
+    ))
+    .is_ok());
+    assert!(matches!(
+        locate(&inline_entry(b"", &[], 200)),
+        Err(InlineError::NoBody(_))
+    ));
+    assert!(matches!(
+        locate(b"cc=2,\x80\x03}q\x00."),
+        Err(InlineError::NotAnEntry)
+    ));
+    // Hostile structure: declared lengths and counts past the end, deep nesting, reserved markers.
+    let mut hostile: Vec<Vec<u8>> = vec![
+        b"cc=4,\xdf\xff\xff\xff\xff".to_vec(),
+        b"cc=4,\x81\xa8response\x81\xa4body\xc6\xff\xff\xff\xff".to_vec(),
+        b"cc=4,\x81\xa8response\x81\xa4body\xa3abc".to_vec(),
+        b"cc=4,\x81\xa4vary\xc1".to_vec(),
+        b"cc=4,\x81\xdb\xff\xff\xff\xff".to_vec(),
+    ];
+    let mut deep = b"cc=4,\x81\xa4vary".to_vec();
+    deep.extend(std::iter::repeat_n(0x91u8, 64));
+    deep.push(0xc0);
+    hostile.push(deep);
+    for i in (0..good.len()).step_by(3) {
+        let mut bad = good.clone();
+        bad[i] ^= 0xff;
+        hostile.push(bad);
+    }
+    for input in hostile {
+        let _ = locate(&input);
+    }
+    assert!(locate(&good).is_ok());
+}
