@@ -808,9 +808,42 @@ fn cargo_slice() {
     steps.run("f: restart needs no rehash and keeps ls", || {
         let mut before = w.ls();
         daemon.stop();
+        // The node saved each provided key's last-provided time (header line + 12 bytes per key), so the restart
+        // re-provides keys by age instead of all at once (docs/bitswap.md, "DHT and announcements").
+        let history = std::fs::read(w.env.data_dir.join("provided"))
+            .expect("provide history saved at shutdown");
+        let header = b"pkgseed provided v1\n";
+        assert!(history.starts_with(header), "provide history header");
+        let keys = (history.len() - header.len()) / 12;
+        assert_eq!(
+            (history.len() - header.len()) % 12,
+            0,
+            "provide history entries"
+        );
+        assert!(
+            keys >= before.len(),
+            "{keys} provided keys saved for {} artifacts",
+            before.len()
+        );
         daemon = Daemon::start(&w.env, "daemon-2");
         let st = wait_first_scan(&w.env, FIRST_SCAN_TIMEOUT);
         eprintln!("status after restart: {st:#}");
+        // Every key was provided minutes ago: none is queued again, all are provided (restored locally).
+        let restored = poll(Duration::from_secs(10), Duration::from_millis(100), || {
+            let st = pkgseed_e2e::status(&w.env);
+            (st["announced_keys"].as_u64() >= Some(keys as u64)).then_some(st)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the provided keys were not restored: {}",
+                pkgseed_e2e::status(&w.env)
+            )
+        });
+        assert_eq!(
+            restored["announce_queue_len"].as_u64(),
+            Some(0),
+            "recently provided keys queued again: {restored}"
+        );
         assert_eq!(
             st["files_hashed"].as_u64(),
             Some(0),

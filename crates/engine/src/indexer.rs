@@ -13,6 +13,7 @@ use pkgseed_unixfs::{BlockKind, DigestAlgo, PlannedBlock, MAX_BLOCK_BYTES};
 
 use crate::engine::{announced_cids, FoundFile, Shared};
 use crate::status::EngineEvent;
+use crate::write_batch::PendingArtifact;
 
 /// What processing one path did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,11 +215,62 @@ fn index_public_artifact(
     if let Some(old) = &existing {
         withdraw_record(shared, old, "replaced");
     }
-    let id = shared
-        .index
-        .put_artifact(record.clone(), &blocks)
-        .map_err(|err| err.to_string())?;
-    let record = ArtifactRecord { id, ..record };
+    if shared.write_batch.is_enabled() {
+        // A scan: written with others in one transaction (crate::write_batch), then served and announced.
+        let pending = PendingArtifact { record, blocks };
+        if shared
+            .write_batch
+            .add(pending, dag.size_bytes, std::time::Instant::now())
+        {
+            write_batch(shared);
+        }
+    } else {
+        let id = shared
+            .index
+            .put_artifact(record.clone(), &blocks)
+            .map_err(|err| err.to_string())?;
+        now_seeded(shared, ArtifactRecord { id, ..record });
+    }
+    Ok(Outcome::Seeded {
+        hashed_bytes: dag.size_bytes,
+    })
+}
+
+/// Writes the scan's pending artifacts in one transaction, then serves and announces them.
+pub(crate) fn write_batch(shared: &Shared) {
+    let _writing = shared.write_batch.lock_writes();
+    let pending = shared.write_batch.take();
+    if pending.is_empty() {
+        return;
+    }
+    let count = pending.len();
+    let paths: Vec<PathBuf> = pending.iter().map(|p| p.record.path.clone()).collect();
+    let (records, batch): (Vec<ArtifactRecord>, Vec<_>) = pending
+        .into_iter()
+        .map(|p| (p.record.clone(), (p.record, p.blocks)))
+        .unzip();
+    match shared.index.put_artifacts(batch) {
+        Ok(ids) => {
+            for (record, id) in records.into_iter().zip(ids) {
+                match id {
+                    Ok(id) => now_seeded(shared, ArtifactRecord { id, ..record }),
+                    Err(err) => {
+                        tracing::warn!(path = %record.path.display(), %err, "not seeded")
+                    }
+                }
+            }
+            tracing::debug!(count, "index batch written");
+        }
+        Err(err) => {
+            // Nothing of the batch was written; the next scan (or a change to the file) tries again.
+            tracing::error!(%err, count, "cannot write an index batch");
+        }
+    }
+    shared.write_batch.written(&paths);
+}
+
+/// An artifact just written to the index: linked into the store, announced, reported.
+fn now_seeded(shared: &Shared, record: ArtifactRecord) {
     crate::artifact_store::link(shared, &record);
     crate::artifact_store::enforce_cap_if_over(shared);
     shared.node.announce(announced_cids(&record));
@@ -229,9 +281,6 @@ fn index_public_artifact(
         cid: record.root_cid.clone(),
     });
     tracing::info!(name = %record.name, version = %record.version, cid = %record.root_cid, "seeding");
-    Ok(Outcome::Seeded {
-        hashed_bytes: dag.size_bytes,
-    })
 }
 
 /// Removes the artifact indexed at `path`, if any.

@@ -18,6 +18,7 @@ mod status;
 mod store;
 pub mod traffic;
 mod watcher;
+mod write_batch;
 
 use std::sync::Arc;
 

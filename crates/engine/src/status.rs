@@ -57,6 +57,9 @@ pub struct Status {
     pub bytes_served: u64,
     /// Files hashed since this engine started; an unchanged file is never rehashed after a restart.
     pub files_hashed: u64,
+    /// Artifacts hashed during a scan whose index batch is not written yet (not listed or served yet).
+    #[serde(default)]
+    pub index_writes_pending: u64,
     pub announced_keys: usize,
     pub announce_queue_len: usize,
     pub first_scan_done: bool,

@@ -426,76 +426,34 @@ impl Index {
     /// artifact's content, and the content inside `record.size_bytes`.
     pub fn put_artifact(
         &self,
-        mut record: ArtifactRecord,
+        record: ArtifactRecord,
         blocks: &[PlannedBlock],
     ) -> Result<ArtifactId, IndexError> {
         validate_blocks(&record, blocks)?;
         let txn = self.begin_write()?;
-        let id = {
-            let old = txn
-                .open_table(PATHS)
-                .map_err(db_err)?
-                .get(path_key(&record.path))
-                .map_err(db_err)?
-                .map(|v| v.value());
-            if let Some(old) = old {
-                remove_in(&txn, old)?;
-            }
-
-            let mut meta = txn.open_table(META).map_err(db_err)?;
-            let id = meta
-                .get(META_NEXT_ID)
-                .map_err(db_err)?
-                .map(|v| v.value())
-                .unwrap_or(1);
-            let next = id
-                .checked_add(1)
-                .ok_or_else(|| IndexError::Db("artifact ids exhausted".into()))?;
-            meta.insert(META_NEXT_ID, next).map_err(db_err)?;
-
-            record.id = id;
-            let encoded = encode_record(&record)?;
-            txn.open_table(ARTIFACTS)
-                .map_err(db_err)?
-                .insert(id, encoded.as_slice())
-                .map_err(db_err)?;
-            txn.open_table(PATHS)
-                .map_err(db_err)?
-                .insert(path_key(&record.path), id)
-                .map_err(db_err)?;
-            add_to_ecosystem_totals(&txn, &record, true)?;
-
-            let mut by_cid = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
-            let mut by_artifact = txn.open_multimap_table(ARTIFACT_BLOCKS).map_err(db_err)?;
-            let mut interior = txn.open_table(INTERIOR).map_err(db_err)?;
-            for block in blocks {
-                let cid = block.cid.to_bytes();
-                let kind = LocKind::of(&block.kind);
-                let (offset, len) = if kind == LocKind::Interior {
-                    (0, 0)
-                } else {
-                    (block.offset, block.len)
-                };
-                let location = Location {
-                    artifact: id,
-                    kind,
-                    offset,
-                    len,
-                };
-                by_cid
-                    .insert(cid.as_slice(), location.encode().as_slice())
-                    .map_err(db_err)?;
-                by_artifact.insert(id, cid.as_slice()).map_err(db_err)?;
-                if let BlockKind::Interior(bytes) = &block.kind {
-                    interior
-                        .insert(cid.as_slice(), bytes.as_slice())
-                        .map_err(db_err)?;
-                }
-            }
-            id
-        };
+        let id = put_in(&txn, record, blocks)?;
         txn.commit().map_err(db_err)?;
         Ok(id)
+    }
+
+    /// [`Index::put_artifact`] for several artifacts in ONE transaction (a scan's batch: one commit instead of one
+    /// per artifact, the commit being most of a put's cost). The outer error means nothing was written; an inner
+    /// error is an artifact refused as invalid, the others are written. A later entry for the same path replaces
+    /// an earlier one.
+    pub fn put_artifacts(
+        &self,
+        batch: Vec<(ArtifactRecord, Vec<PlannedBlock>)>,
+    ) -> Result<Vec<Result<ArtifactId, IndexError>>, IndexError> {
+        let txn = self.begin_write()?;
+        let mut ids = Vec::with_capacity(batch.len());
+        for (record, blocks) in batch {
+            ids.push(match validate_blocks(&record, &blocks) {
+                Ok(()) => Ok(put_in(&txn, record, &blocks)?),
+                Err(invalid) => Err(invalid),
+            });
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(ids)
     }
 
     /// Removes an artifact, its path entry and its block locations in one transaction; returns its record.
@@ -774,6 +732,75 @@ impl Index {
     pub fn disk_bytes(&self) -> Result<u64, IndexError> {
         Ok(std::fs::metadata(&self.path)?.len())
     }
+}
+
+/// Writes one artifact inside `txn` (replacing the one at its path); its blocks are already validated.
+fn put_in(
+    txn: &WriteTransaction,
+    mut record: ArtifactRecord,
+    blocks: &[PlannedBlock],
+) -> Result<ArtifactId, IndexError> {
+    let old = txn
+        .open_table(PATHS)
+        .map_err(db_err)?
+        .get(path_key(&record.path))
+        .map_err(db_err)?
+        .map(|v| v.value());
+    if let Some(old) = old {
+        remove_in(txn, old)?;
+    }
+
+    let mut meta = txn.open_table(META).map_err(db_err)?;
+    let id = meta
+        .get(META_NEXT_ID)
+        .map_err(db_err)?
+        .map(|v| v.value())
+        .unwrap_or(1);
+    let next = id
+        .checked_add(1)
+        .ok_or_else(|| IndexError::Db("artifact ids exhausted".into()))?;
+    meta.insert(META_NEXT_ID, next).map_err(db_err)?;
+
+    record.id = id;
+    let encoded = encode_record(&record)?;
+    txn.open_table(ARTIFACTS)
+        .map_err(db_err)?
+        .insert(id, encoded.as_slice())
+        .map_err(db_err)?;
+    txn.open_table(PATHS)
+        .map_err(db_err)?
+        .insert(path_key(&record.path), id)
+        .map_err(db_err)?;
+    add_to_ecosystem_totals(txn, &record, true)?;
+
+    let mut by_cid = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
+    let mut by_artifact = txn.open_multimap_table(ARTIFACT_BLOCKS).map_err(db_err)?;
+    let mut interior = txn.open_table(INTERIOR).map_err(db_err)?;
+    for block in blocks {
+        let cid = block.cid.to_bytes();
+        let kind = LocKind::of(&block.kind);
+        let (offset, len) = if kind == LocKind::Interior {
+            (0, 0)
+        } else {
+            (block.offset, block.len)
+        };
+        let location = Location {
+            artifact: id,
+            kind,
+            offset,
+            len,
+        };
+        by_cid
+            .insert(cid.as_slice(), location.encode().as_slice())
+            .map_err(db_err)?;
+        by_artifact.insert(id, cid.as_slice()).map_err(db_err)?;
+        if let BlockKind::Interior(bytes) = &block.kind {
+            interior
+                .insert(cid.as_slice(), bytes.as_slice())
+                .map_err(db_err)?;
+        }
+    }
+    Ok(id)
 }
 
 /// Removes the path entry `path → id`, if it still names artifact `id`.

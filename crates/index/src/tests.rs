@@ -73,6 +73,16 @@ fn raw_leaves(bytes: &[u8], chunk: usize) -> Vec<PlannedBlock> {
         .collect()
 }
 
+/// A raw leaf claiming the range `offset..offset + len` (for ranges the file does not have).
+fn raw_leaf_at(label: &[u8], offset: u64, len: u64) -> PlannedBlock {
+    PlannedBlock {
+        cid: raw_cid(label),
+        kind: BlockKind::RawLeaf,
+        offset,
+        len,
+    }
+}
+
 fn interior(bytes: Vec<u8>) -> PlannedBlock {
     PlannedBlock {
         cid: pb_cid(&bytes),
@@ -412,22 +422,12 @@ fn rejects_block_ranges_outside_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let index = open_index(dir.path());
     let path = write_file(dir.path(), "small", &pattern(100, 0));
-    let bad = PlannedBlock {
-        cid: raw_cid(b"x"),
-        kind: BlockKind::RawLeaf,
-        offset: 90,
-        len: 20,
-    };
+    let bad = raw_leaf_at(b"x", 90, 20);
     let err = index
         .put_artifact(record_for(&path, "cargo", "small"), &[bad])
         .unwrap_err();
     assert!(matches!(err, IndexError::Invalid(_)), "{err}");
-    let overflow = PlannedBlock {
-        cid: raw_cid(b"y"),
-        kind: BlockKind::RawLeaf,
-        offset: u64::MAX,
-        len: 2,
-    };
+    let overflow = raw_leaf_at(b"y", u64::MAX, 2);
     assert!(index
         .put_artifact(record_for(&path, "cargo", "small"), &[overflow])
         .is_err());
@@ -435,6 +435,53 @@ fn rejects_block_ranges_outside_the_file() {
         index.artifacts().unwrap().is_empty(),
         "nothing is written on a rejected put"
     );
+}
+
+#[test]
+fn a_batch_is_written_in_one_transaction_and_skips_only_invalid_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let a_bytes = pattern(5000, 1);
+    let b_bytes = pattern(3000, 2);
+    let a = write_file(dir.path(), "a.crate", &a_bytes);
+    let b = write_file(dir.path(), "b.crate", &b_bytes);
+    let bad = raw_leaf_at(b"z", 2990, 20);
+    let ids = index
+        .put_artifacts(vec![
+            (record_for(&a, "cargo", "a"), raw_leaves(&a_bytes, 4096)),
+            (record_for(&b, "cargo", "b-invalid"), vec![bad]),
+            (record_for(&b, "cargo", "b"), raw_leaves(&b_bytes, 1024)),
+            // A later entry for the same path replaces the earlier one, inside the batch.
+            (record_for(&a, "cargo", "a2"), raw_leaves(&a_bytes, 2048)),
+        ])
+        .unwrap();
+    assert!(matches!(ids[1], Err(IndexError::Invalid(_))));
+    let (first_a, b_id, a_id) = (
+        *ids[0].as_ref().unwrap(),
+        *ids[2].as_ref().unwrap(),
+        *ids[3].as_ref().unwrap(),
+    );
+    assert!(
+        index.artifact(first_a).unwrap().is_none(),
+        "replaced in the batch"
+    );
+    assert_eq!(index.artifact_by_path(&a).unwrap().unwrap().id, a_id);
+    assert_eq!(index.artifact_by_path(&a).unwrap().unwrap().name, "a2");
+    assert_eq!(index.artifact_by_path(&b).unwrap().unwrap().id, b_id);
+    assert_eq!(index.artifact_count().unwrap(), 2);
+    assert_eq!(
+        index.count_by_ecosystem().unwrap()["cargo"],
+        (2, 8000),
+        "totals follow the batch"
+    );
+    for block in raw_leaves(&a_bytes, 2048)
+        .iter()
+        .chain(&raw_leaves(&b_bytes, 1024))
+    {
+        assert!(index.read_block(&block.cid).unwrap().is_some());
+    }
+    // Blocks of the replaced entry that the replacement does not share are gone.
+    assert!(!index.has_block(&raw_leaves(&a_bytes, 4096)[0].cid).unwrap());
 }
 
 #[test]

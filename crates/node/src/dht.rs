@@ -1,9 +1,11 @@
 //! Our Kademlia (`/ipfs/kad/1.0.0`) inside a small wrapper `NetworkBehaviour` driven by a command channel, and the
-//! announcer task that provides queued keys in bounded batches (never while paused) and reprovides on a schedule.
+//! announcer task that provides queued keys in bounded batches (never while paused) and reprovides each key when
+//! its own cycle ends (`crate::reprovide`: last-provided times survive a restart in a small history file).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -25,6 +27,8 @@ use futures::StreamExt;
 use rust_ipfs::{Multiaddr, PeerId, StreamProtocol};
 use tokio::sync::{watch, Notify};
 
+use crate::reprovide::{self, unix_now_secs, Schedule};
+
 pub const KAD_PROTOCOL: &str = "/ipfs/kad/1.0.0";
 /// Keys this node may provide (libp2p-kad's default is 1,024).
 pub const MAX_PROVIDED_KEYS: usize = 1_000_000;
@@ -37,11 +41,17 @@ pub const MAX_INFLIGHT_PROVIDES: usize = 32;
 /// Keys handed to Kademlia per tick at most.
 const BATCH: usize = 64;
 const TICK: Duration = Duration::from_millis(250);
-/// Our own reprovide schedule (kad's per-record republication is turned off so it cannot burst).
-pub const REPROVIDE_INTERVAL: Duration = Duration::from_secs(12 * 60 * 60);
+/// Due keys are collected at most this often (keys restored after a restart fall due one by one).
+const SWEEP_GAP: Duration = Duration::from_secs(60);
+/// Changed last-provided times are written to the history file at most this often (and at shutdown); a crash
+/// loses at most this much, and those keys are provided again at the next start.
+const HISTORY_SAVE_GAP: Duration = Duration::from_secs(5 * 60);
 
 pub enum DhtCommand {
     Provide(Vec<Cid>),
+    /// Keys the history says were provided recently (after a restart): only our local provider record is stored
+    /// again; the network part waits for the key's cycle to end.
+    Restore(Vec<Cid>),
     StopProviding(Vec<Cid>),
     AddAddress(PeerId, Multiaddr),
     Bootstrap,
@@ -61,17 +71,62 @@ pub struct DhtShared {
     pub state: Mutex<AnnounceState>,
     pub inflight: AtomicUsize,
     pub wake: Notify,
+    /// Where the last-provided times are kept (set by the engine; none: nothing survives a restart).
+    pub history_path: Mutex<Option<PathBuf>>,
 }
 
 #[derive(Default)]
 pub struct AnnounceState {
     pub queue: VecDeque<Cid>,
     pub queued: HashSet<Cid>,
-    /// Keys currently provided (stored as our provider records).
-    pub provided: HashSet<Cid>,
+    /// Keys currently provided (stored as our provider records), with when each is due again.
+    pub provided: Schedule,
 }
 
 impl DhtShared {
+    /// Loads the history file and keeps it up to date from now on.
+    pub fn use_history(&self, path: PathBuf) {
+        let entries = reprovide::load_history(&path);
+        tracing::debug!(keys = entries.len(), path = %path.display(), "provide history loaded");
+        self.state.lock().unwrap().provided.set_history(entries);
+        *self.history_path.lock().unwrap() = Some(path);
+    }
+
+    /// Announced keys: those provided within their cycle before a restart are returned (restore their local
+    /// record only); the rest are queued.
+    pub fn enqueue_or_restore(&self, cids: Vec<Cid>, now_secs: u64) -> Vec<Cid> {
+        let mut st = self.state.lock().unwrap();
+        let (restored, fresh): (Vec<Cid>, Vec<Cid>) = cids
+            .into_iter()
+            .partition(|cid| st.provided.claim_recent(cid, now_secs));
+        drop(st);
+        if !restored.is_empty() {
+            tracing::debug!(
+                keys = restored.len(),
+                "provided recently before the start: due later"
+            );
+        }
+        self.enqueue(fresh);
+        restored
+    }
+
+    /// Writes the history file now if anything changed (the announcer's schedule, and shutdown).
+    pub fn save_history(&self) {
+        let Some(path) = self.history_path.lock().unwrap().clone() else {
+            return;
+        };
+        let entries = {
+            let mut st = self.state.lock().unwrap();
+            if !st.provided.is_dirty() {
+                return;
+            }
+            st.provided.take_history(unix_now_secs())
+        };
+        if let Err(err) = reprovide::save_history(&path, &entries) {
+            tracing::warn!(path = %path.display(), "cannot save the provide history: {err}");
+        }
+    }
+
     pub fn enqueue(&self, cids: Vec<Cid>) {
         let mut st = self.state.lock().unwrap();
         for cid in cids {
@@ -104,12 +159,18 @@ pub struct DhtBehaviour {
     provide_queries: HashMap<QueryId, Cid>,
     /// Recently learned listen addresses (from identify) of peers Kademlia could not route to.
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Some external address was confirmed (Kademlia puts them into our provider records).
+    has_external_addr: bool,
+    /// The `public` profile: keys provided before the first external address was confirmed went out without
+    /// addresses, so they are provided again once, when it is.
+    reprovide_on_first_external_addr: bool,
 }
 
 impl DhtBehaviour {
     pub fn new(
         local: PeerId,
         server_mode: bool,
+        reprovide_on_first_external_addr: bool,
         commands: mpsc::UnboundedReceiver<DhtCommand>,
         shared: Arc<DhtShared>,
     ) -> Self {
@@ -139,6 +200,8 @@ impl DhtBehaviour {
             shared,
             provide_queries: HashMap::new(),
             peer_addrs: HashMap::new(),
+            has_external_addr: false,
+            reprovide_on_first_external_addr,
         }
     }
 
@@ -159,12 +222,22 @@ impl DhtBehaviour {
                     }
                     match self.kad.start_providing(key(&cid)) {
                         Ok(id) => {
-                            self.shared.state.lock().unwrap().provided.insert(cid);
+                            self.shared.state.lock().unwrap().provided.handed_over(
+                                cid,
+                                self.has_external_addr,
+                                unix_now_secs(),
+                            );
                             self.shared.inflight.fetch_add(1, Ordering::SeqCst);
                             self.provide_queries.insert(id, cid);
                         }
                         Err(e) => tracing::warn!(%cid, "cannot provide: {e}"),
                     }
+                }
+            }
+            DhtCommand::Restore(cids) => {
+                // Paused: `set_paused(false)` restores every provided key's record later.
+                if !self.paused {
+                    self.store_own_records(&cids);
                 }
             }
             DhtCommand::StopProviding(cids) => {
@@ -211,18 +284,48 @@ impl DhtBehaviour {
                 .lock()
                 .unwrap()
                 .provided
-                .iter()
+                .keys()
                 .copied()
                 .collect();
-            let store = self.kad.store_mut();
-            for cid in &cids {
-                if let Err(e) =
-                    store.add_provider(ProviderRecord::new(key(cid), self.local, Vec::new()))
-                {
-                    tracing::warn!(%cid, "cannot restore provider record: {e}");
-                }
-            }
+            self.store_own_records(&cids);
             tracing::debug!(keys = cids.len(), "resumed: own provider records restored");
+        }
+    }
+
+    /// Stores our provider record for each key locally (GET_PROVIDERS sent to us names us), without a query.
+    fn store_own_records(&mut self, cids: &[Cid]) {
+        let store = self.kad.store_mut();
+        for cid in cids {
+            if let Err(e) =
+                store.add_provider(ProviderRecord::new(key(cid), self.local, Vec::new()))
+            {
+                tracing::warn!(%cid, "cannot restore provider record: {e}");
+            }
+        }
+    }
+
+    /// The first confirmed external address (the `public` profile): what went out without addresses goes again.
+    fn on_external_addr_confirmed(&mut self) {
+        if self.has_external_addr {
+            return;
+        }
+        self.has_external_addr = true;
+        if !self.reprovide_on_first_external_addr {
+            return;
+        }
+        let again = self
+            .shared
+            .state
+            .lock()
+            .unwrap()
+            .provided
+            .take_without_addrs();
+        if !again.is_empty() {
+            tracing::info!(
+                keys = again.len(),
+                "first external address confirmed: providing again the keys announced without it"
+            );
+            self.shared.enqueue(again);
         }
     }
 
@@ -237,10 +340,15 @@ impl DhtBehaviour {
                 if step.last {
                     if let Some(cid) = self.provide_queries.remove(&id) {
                         self.shared.inflight.fetch_sub(1, Ordering::SeqCst);
+                        self.shared.state.lock().unwrap().provided.finished(
+                            &cid,
+                            res.is_ok(),
+                            unix_now_secs(),
+                        );
                         self.shared.wake.notify_one();
                         match res {
                             Ok(_) => tracing::trace!(%cid, "provided"),
-                            // The record stays stored locally; the next reprovide round retries the network part.
+                            // The record stays stored locally; the network part is retried later (`reprovide`).
                             Err(e) => tracing::debug!(%cid, "provide query: {e}"),
                         }
                     }
@@ -316,6 +424,9 @@ impl NetworkBehaviour for DhtBehaviour {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
+        if let FromSwarm::ExternalAddrConfirmed(_) = &event {
+            self.on_external_addr_confirmed();
+        }
         if let FromSwarm::NewExternalAddrOfPeer(e) = &event {
             if self.peer_addrs.len() < 4096 || self.peer_addrs.contains_key(&e.peer_id) {
                 let addrs = self.peer_addrs.entry(e.peer_id).or_default();
@@ -363,45 +474,79 @@ impl NetworkBehaviour for DhtBehaviour {
     }
 }
 
-/// Hands queued keys to Kademlia in bounded batches; waits while paused; requeues provided keys on schedule.
+/// Hands queued keys to Kademlia in bounded batches; waits while paused; requeues each provided key when its cycle
+/// ends; saves changed last-provided times now and then.
 pub async fn announcer(
     shared: Arc<DhtShared>,
     commands: mpsc::UnboundedSender<DhtCommand>,
     paused: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut next_reprovide = tokio::time::Instant::now() + REPROVIDE_INTERVAL;
+    let mut last_sweep = tokio::time::Instant::now();
+    let mut last_save = tokio::time::Instant::now();
     loop {
         // With keys queued, look again every TICK (room frees up as provide queries finish); with none, sleep until
-        // a key is queued (`enqueue` wakes us) or the reprovide is due: no wake-ups at idle.
-        let queued = !shared.state.lock().unwrap().queue.is_empty();
-        let wake_at = if queued {
-            tokio::time::Instant::now() + TICK
+        // a key is queued (`enqueue` wakes us), the next key falls due or changed times are to be saved: no
+        // wake-ups at idle. Paused: only a resume (which wakes us) or a save.
+        let now = tokio::time::Instant::now();
+        let (queued, next_due_secs, dirty) = {
+            let st = shared.state.lock().unwrap();
+            (
+                !st.queue.is_empty(),
+                st.provided.next_due_secs(),
+                st.provided.is_dirty(),
+            )
+        };
+        let is_paused = paused.load(Ordering::SeqCst);
+        let mut wake_at = if is_paused {
+            None
+        } else if queued {
+            Some(now + TICK)
         } else {
-            next_reprovide
+            next_due_secs.map(|due| {
+                let in_secs = due.saturating_sub(unix_now_secs());
+                (now + Duration::from_secs(in_secs)).max(last_sweep + SWEEP_GAP)
+            })
+        };
+        if dirty {
+            let save_at = last_save + HISTORY_SAVE_GAP;
+            wake_at = Some(wake_at.map_or(save_at, |at| at.min(save_at)));
+        }
+        let sleep = async {
+            match wake_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = shared.wake.notified() => {},
-            _ = tokio::time::sleep_until(wake_at) => {},
+            _ = sleep => {},
         }
         if *shutdown.borrow() {
             return;
         }
+        let now = tokio::time::Instant::now();
+        if now >= last_save + HISTORY_SAVE_GAP && shared.state.lock().unwrap().provided.is_dirty() {
+            last_save = now;
+            let for_save = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || for_save.save_history()).await;
+        }
         if paused.load(Ordering::SeqCst) {
             continue;
         }
-        if tokio::time::Instant::now() >= next_reprovide {
-            next_reprovide = tokio::time::Instant::now() + REPROVIDE_INTERVAL;
-            let again: Vec<Cid> = shared
+        if now >= last_sweep + SWEEP_GAP {
+            last_sweep = now;
+            let due = shared
                 .state
                 .lock()
                 .unwrap()
                 .provided
-                .iter()
-                .copied()
-                .collect();
-            shared.enqueue(again);
+                .take_due(unix_now_secs());
+            if !due.is_empty() {
+                tracing::debug!(keys = due.len(), "reproviding keys whose cycle ended");
+                shared.enqueue(due);
+            }
         }
         let room = MAX_INFLIGHT_PROVIDES
             .saturating_sub(shared.inflight.load(Ordering::SeqCst))
@@ -424,5 +569,58 @@ pub async fn announcer(
         if !batch.is_empty() && commands.unbounded_send(DhtCommand::Provide(batch)).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connexa::prelude::swarm::derive_prelude::ExternalAddrConfirmed;
+
+    fn cid(n: u8) -> Cid {
+        let mh = cid::multihash::Multihash::<64>::wrap(0x12, &[n; 32]).unwrap();
+        Cid::new_v1(0x55, mh)
+    }
+
+    fn queued(shared: &DhtShared) -> HashSet<Cid> {
+        let mut st = shared.state.lock().unwrap();
+        st.queued.clear();
+        st.queue.drain(..).collect()
+    }
+
+    fn confirm(dht: &mut DhtBehaviour, addr: &str) {
+        let addr: Multiaddr = addr.parse().unwrap();
+        dht.on_swarm_event(FromSwarm::ExternalAddrConfirmed(ExternalAddrConfirmed {
+            addr: &addr,
+        }));
+    }
+
+    fn behaviour(public: bool) -> (DhtBehaviour, Arc<DhtShared>) {
+        let shared = Arc::new(DhtShared::default());
+        let (_commands, rx) = mpsc::unbounded();
+        let dht = DhtBehaviour::new(PeerId::random(), !public, public, rx, shared.clone());
+        (dht, shared)
+    }
+
+    #[tokio::test]
+    async fn keys_provided_before_the_first_external_address_are_provided_again_once() {
+        let (mut dht, shared) = behaviour(true);
+        dht.on_command(DhtCommand::Provide(vec![cid(1), cid(2)]));
+        assert!(queued(&shared).is_empty());
+        confirm(&mut dht, "/ip4/198.51.100.7/tcp/4001");
+        assert_eq!(queued(&shared), HashSet::from([cid(1), cid(2)]));
+        // Provided with an address: not again, neither at a later confirmation nor for the keys already redone.
+        dht.on_command(DhtCommand::Provide(vec![cid(1), cid(2), cid(3)]));
+        confirm(&mut dht, "/ip4/198.51.100.8/tcp/4001");
+        assert!(queued(&shared).is_empty());
+        assert_eq!(shared.state.lock().unwrap().provided.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_local_profile_does_not_provide_again_on_its_addresses() {
+        let (mut dht, shared) = behaviour(false);
+        dht.on_command(DhtCommand::Provide(vec![cid(1)]));
+        confirm(&mut dht, "/ip4/127.0.0.1/tcp/4001");
+        assert!(queued(&shared).is_empty());
     }
 }

@@ -14,6 +14,7 @@ mod extaddr;
 mod identity;
 pub mod limits;
 mod profile;
+mod reprovide;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -159,6 +160,7 @@ impl Node {
             dht: dht::DhtBehaviour::new(
                 peer_id,
                 network == NetworkProfile::Local,
+                network != NetworkProfile::Local,
                 dht_rx,
                 Arc::clone(&shared),
             ),
@@ -336,9 +338,27 @@ impl Node {
         self.inner.paused.load(Ordering::SeqCst)
     }
 
-    /// Queues keys for announcement in batches; queued keys wait while paused.
+    /// Queues keys for announcement in batches; queued keys wait while paused. A key the provide history (see
+    /// [`Node::use_provide_history`]) says was provided less than a cycle ago is not queued: its local record is
+    /// stored again and it is provided when its cycle ends.
     pub fn announce(&self, cids: Vec<Cid>) {
-        self.inner.dht.enqueue(cids);
+        let restored = self
+            .inner
+            .dht
+            .enqueue_or_restore(cids, reprovide::unix_now_secs());
+        if !restored.is_empty() {
+            let _ = self
+                .inner
+                .dht_commands
+                .unbounded_send(dht::DhtCommand::Restore(restored));
+        }
+    }
+
+    /// Keeps each key's last-provided time in `path` (12 bytes per key, saved every few minutes and at shutdown)
+    /// and loads what it holds, so that after a restart keys are provided again by age, not all at once. Call it
+    /// before announcing the keys already indexed.
+    pub fn use_provide_history(&self, path: PathBuf) {
+        self.inner.dht.use_history(path);
     }
 
     /// Stops providing these keys.
@@ -394,6 +414,8 @@ impl Node {
     /// Stops the responder, the announcer and the swarm. Other clones of the handle stop working too.
     pub async fn shutdown(self) {
         let _ = self.inner.shutdown.send(true);
+        let dht = Arc::clone(&self.inner.dht);
+        let _ = tokio::task::spawn_blocking(move || dht.save_history()).await;
         let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap());
         for t in &tasks {
             t.abort();

@@ -1,0 +1,402 @@
+//! When each provided key is next due for a network provide, and the compact history file of last-provided times
+//! that lets a restart re-provide keys by age (each on its own 12 h cycle) instead of all of them at once.
+//! Pure bookkeeping with the clock passed in (unix seconds), so the schedule is unit-tested without a network.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cid::Cid;
+
+/// How often every provided key is provided to the network again (provider records live 22–48 h at peers).
+pub const REPROVIDE_INTERVAL: Duration = Duration::from_secs(12 * 60 * 60);
+/// A provide query that failed is tried again after this long (not at once: no retry storm without peers).
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60 * 60);
+/// The history file opens with this line; entries follow, [`HISTORY_ENTRY_BYTES`] each.
+const HISTORY_MAGIC: &[u8] = b"pkgseed provided v1\n";
+/// 8 bytes of the key's digest (little endian) and the last-provided time in unix seconds (u32, little endian).
+const HISTORY_ENTRY_BYTES: usize = 12;
+
+/// Unix seconds now.
+pub fn unix_now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A key's id in the history file: the first 8 bytes of its multihash digest (provider records are keyed by
+/// multihash, so a CIDv0 and a CIDv1 of one file share it). Digests are uniformly random: for 100k keys a
+/// collision is about one in 10^9, and its only effect is one key re-provided early or late.
+pub fn history_id(cid: &Cid) -> u64 {
+    let mut id = [0u8; 8];
+    let digest = cid.hash().digest();
+    let n = digest.len().min(8);
+    id[..n].copy_from_slice(&digest[..n]);
+    u64::from_le_bytes(id)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyTimes {
+    /// The last provide that reached the network with our addresses in it (unix s); 0: none known.
+    last_ok_secs: u64,
+    /// When the key is next handed to the network (unix s).
+    due_secs: u64,
+    /// Handed over while no external address was confirmed: its records went out without addresses.
+    without_addrs: bool,
+}
+
+/// Every provided key with its times, plus the history loaded at start that keys not yet announced can claim.
+#[derive(Debug)]
+pub struct Schedule {
+    keys: HashMap<Cid, KeyTimes>,
+    /// From the history file; an entry is claimed (removed) when its key is announced after the start.
+    history: HashMap<u64, u64>,
+    /// A lower bound of every key's `due_secs` (exact after [`Schedule::take_due`]); `u64::MAX` with no keys.
+    earliest_due_secs: u64,
+    /// A last-provided time changed since the history was last taken for saving.
+    dirty: bool,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            keys: HashMap::new(),
+            history: HashMap::new(),
+            earliest_due_secs: u64::MAX,
+            dirty: false,
+        }
+    }
+}
+
+impl Schedule {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn contains(&self, cid: &Cid) -> bool {
+        self.keys.contains_key(cid)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Cid> {
+        self.keys.keys()
+    }
+
+    /// Loads the history entries (replacing any loaded before).
+    pub fn set_history(&mut self, entries: impl IntoIterator<Item = (u64, u64)>) {
+        self.history = entries.into_iter().collect();
+    }
+
+    /// A key announced after the start (the index's keys, or a new artifact's): when the history says it was
+    /// provided less than [`REPROVIDE_INTERVAL`] ago, it becomes provided now, due when its own cycle ends, and
+    /// `true` is returned (the caller restores only the local record). Otherwise `false`: provide it now.
+    pub fn claim_recent(&mut self, cid: &Cid, now_secs: u64) -> bool {
+        if self.keys.contains_key(cid) {
+            return false;
+        }
+        let Some(last_ok_secs) = self.history.remove(&history_id(cid)) else {
+            return false;
+        };
+        let due_secs = last_ok_secs.saturating_add(REPROVIDE_INTERVAL.as_secs());
+        if last_ok_secs > now_secs || due_secs <= now_secs {
+            // Too old (or from a clock that went back): due now, provided through the queue.
+            return false;
+        }
+        self.set(
+            *cid,
+            KeyTimes {
+                last_ok_secs,
+                due_secs,
+                without_addrs: false,
+            },
+        );
+        true
+    }
+
+    /// A provide query started for `cid`: next due one interval from now (the query's outcome may change that).
+    pub fn handed_over(&mut self, cid: Cid, with_addrs: bool, now_secs: u64) {
+        let last_ok_secs = self.keys.get(&cid).map_or(0, |t| t.last_ok_secs);
+        self.set(
+            cid,
+            KeyTimes {
+                last_ok_secs,
+                due_secs: now_secs.saturating_add(REPROVIDE_INTERVAL.as_secs()),
+                without_addrs: !with_addrs,
+            },
+        );
+    }
+
+    /// A provide query ended. Success with our addresses in the records is remembered (and saved); a failure is
+    /// retried after [`RETRY_AFTER_FAILURE`]. A key withdrawn meanwhile stays withdrawn.
+    pub fn finished(&mut self, cid: &Cid, ok: bool, now_secs: u64) {
+        let Some(times) = self.keys.get(cid).copied() else {
+            return;
+        };
+        if ok {
+            if !times.without_addrs {
+                self.keys.get_mut(cid).expect("present").last_ok_secs = now_secs;
+                self.dirty = true;
+            }
+        } else {
+            let retry = now_secs.saturating_add(RETRY_AFTER_FAILURE.as_secs());
+            self.set(
+                *cid,
+                KeyTimes {
+                    due_secs: retry.min(times.due_secs),
+                    ..times
+                },
+            );
+        }
+    }
+
+    pub fn remove(&mut self, cid: &Cid) {
+        if self.keys.remove(cid).is_some_and(|t| t.last_ok_secs != 0) {
+            self.dirty = true;
+        }
+    }
+
+    /// Keys whose cycle has ended, to be queued. Each is pushed one interval ahead meanwhile (set again when it is
+    /// handed over), so a key waiting in the queue is not taken twice.
+    pub fn take_due(&mut self, now_secs: u64) -> Vec<Cid> {
+        let next = now_secs.saturating_add(REPROVIDE_INTERVAL.as_secs());
+        let mut due = Vec::new();
+        let mut earliest = u64::MAX;
+        for (cid, times) in &mut self.keys {
+            if times.due_secs <= now_secs {
+                times.due_secs = next;
+                due.push(*cid);
+            }
+            earliest = earliest.min(times.due_secs);
+        }
+        self.earliest_due_secs = earliest;
+        due
+    }
+
+    /// When the next key falls due (unix s), if any key is provided.
+    pub fn next_due_secs(&self) -> Option<u64> {
+        (!self.keys.is_empty()).then_some(self.earliest_due_secs)
+    }
+
+    /// Keys whose records went out without our addresses (handed over before the first external address was
+    /// confirmed); they are no longer marked so, and their queries go again once.
+    pub fn take_without_addrs(&mut self) -> Vec<Cid> {
+        self.keys
+            .iter_mut()
+            .filter(|(_, t)| t.without_addrs)
+            .map(|(cid, t)| {
+                t.without_addrs = false;
+                *cid
+            })
+            .collect()
+    }
+
+    /// Whether a last-provided time changed since the last [`Schedule::take_history`].
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// What the history file should hold now: every key's last good provide, and history entries not claimed yet
+    /// that are still within their cycle (an older one says nothing a missing one does not).
+    pub fn take_history(&mut self, now_secs: u64) -> Vec<(u64, u64)> {
+        self.dirty = false;
+        let horizon = now_secs.saturating_sub(REPROVIDE_INTERVAL.as_secs());
+        let mut entries: HashMap<u64, u64> = self
+            .history
+            .iter()
+            .filter(|(_, &secs)| secs > horizon)
+            .map(|(&id, &secs)| (id, secs))
+            .collect();
+        for (cid, times) in &self.keys {
+            if times.last_ok_secs != 0 {
+                let entry = entries.entry(history_id(cid)).or_default();
+                *entry = (*entry).max(times.last_ok_secs);
+            }
+        }
+        entries.into_iter().collect()
+    }
+
+    fn set(&mut self, cid: Cid, times: KeyTimes) {
+        self.earliest_due_secs = self.earliest_due_secs.min(times.due_secs);
+        self.keys.insert(cid, times);
+    }
+}
+
+pub fn encode_history(entries: &[(u64, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HISTORY_MAGIC.len() + entries.len() * HISTORY_ENTRY_BYTES);
+    out.extend_from_slice(HISTORY_MAGIC);
+    for &(id, secs) in entries {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&u32::try_from(secs).unwrap_or(u32::MAX).to_le_bytes());
+    }
+    out
+}
+
+pub fn decode_history(bytes: &[u8]) -> Result<Vec<(u64, u64)>, String> {
+    let body = bytes
+        .strip_prefix(HISTORY_MAGIC)
+        .ok_or("not a pkgseed provide history (bad header)")?;
+    if body.len() % HISTORY_ENTRY_BYTES != 0 {
+        return Err(format!(
+            "truncated provide history ({} bytes after the header)",
+            body.len()
+        ));
+    }
+    Ok(body
+        .chunks_exact(HISTORY_ENTRY_BYTES)
+        .map(|entry| {
+            let id = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
+            let secs = u32::from_le_bytes(entry[8..].try_into().expect("4 bytes"));
+            (id, u64::from(secs))
+        })
+        .collect())
+}
+
+/// Reads the history file; a missing file is an empty history, an unreadable or damaged one is logged and ignored
+/// (its keys are then provided at once, as on a first start).
+pub fn load_history(path: &Path) -> Vec<(u64, u64)> {
+    match std::fs::read(path) {
+        Ok(bytes) => decode_history(&bytes).unwrap_or_else(|err| {
+            tracing::warn!(path = %path.display(), "ignoring the provide history: {err}");
+            Vec::new()
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), "cannot read the provide history: {err}");
+            Vec::new()
+        }
+    }
+}
+
+/// Writes the history atomically (a temp file renamed over the old one).
+pub fn save_history(path: &Path, entries: &[(u64, u64)]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&encode_history(entries))?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: u64 = 3600;
+    const START: u64 = 1_800_000_000;
+
+    fn cid(n: u8) -> Cid {
+        let digest = [n; 32];
+        let mh = cid::multihash::Multihash::<64>::wrap(0x12, &digest).unwrap();
+        Cid::new_v1(0x55, mh)
+    }
+
+    #[test]
+    fn a_restart_reprovides_keys_by_age_not_all_at_once() {
+        // Before the restart: keys 1..=4 provided with addresses at different times, key 5 never.
+        let mut before = Schedule::default();
+        let provided_at = [(1, START), (2, START + 3 * HOUR), (3, START + 6 * HOUR)];
+        for (n, at) in provided_at {
+            before.handed_over(cid(n), true, at);
+            before.finished(&cid(n), true, at);
+        }
+        before.handed_over(cid(4), true, START - 20 * HOUR);
+        before.finished(&cid(4), true, START - 20 * HOUR);
+        before.handed_over(cid(5), true, START);
+        before.finished(&cid(5), false, START);
+        let restart = START + 7 * HOUR;
+        let saved = encode_history(&before.take_history(restart));
+        assert!(!before.is_dirty());
+
+        let mut after = Schedule::default();
+        after.set_history(decode_history(&saved).unwrap());
+        let restored: Vec<u8> = (1..=5)
+            .filter(|&n| after.claim_recent(&cid(n), restart))
+            .collect();
+        // 1..=3 were provided within 12 h: kept (local record only); 4 (27 h ago) and 5 (never) go out now.
+        assert_eq!(restored, vec![1, 2, 3]);
+        assert!(after.take_due(restart).is_empty());
+        assert_eq!(after.next_due_secs(), Some(START + 12 * HOUR));
+        // Each comes due when its own cycle ends.
+        assert!(after.take_due(START + 12 * HOUR - 1).is_empty());
+        assert_eq!(after.take_due(START + 12 * HOUR), vec![cid(1)]);
+        assert_eq!(after.take_due(START + 15 * HOUR), vec![cid(2)]);
+        assert_eq!(after.next_due_secs(), Some(START + 18 * HOUR));
+        assert_eq!(after.take_due(START + 18 * HOUR), vec![cid(3)]);
+        // A claimed entry is gone: announcing the key again later means providing it.
+        assert!(!after.claim_recent(&cid(7), restart));
+    }
+
+    #[test]
+    fn failures_retry_after_an_hour_and_are_not_remembered() {
+        let mut s = Schedule::default();
+        s.handed_over(cid(1), true, START);
+        s.finished(&cid(1), false, START + 10);
+        assert!(!s.is_dirty());
+        assert!(s.take_due(START + HOUR).is_empty());
+        assert_eq!(s.take_due(START + 10 + HOUR), vec![cid(1)]);
+        assert!(s.take_history(START + HOUR).is_empty());
+        // Taken keys are not taken again while they wait in the queue.
+        assert!(s.take_due(START + 2 * HOUR).is_empty());
+    }
+
+    #[test]
+    fn keys_provided_without_addresses_are_not_remembered_and_go_again_once() {
+        let mut s = Schedule::default();
+        s.handed_over(cid(1), false, START);
+        s.handed_over(cid(2), false, START);
+        s.finished(&cid(1), true, START + 5);
+        assert!(
+            s.take_history(START + 5).is_empty(),
+            "no addresses, not a real provide"
+        );
+        s.handed_over(cid(3), true, START + 6);
+        let mut again = s.take_without_addrs();
+        again.sort();
+        let mut expected = vec![cid(1), cid(2)];
+        expected.sort();
+        assert_eq!(again, expected);
+        assert!(s.take_without_addrs().is_empty(), "only once");
+    }
+
+    #[test]
+    fn withdrawn_keys_leave_the_history_and_stale_entries_are_dropped() {
+        let mut s = Schedule::default();
+        s.set_history([
+            (history_id(&cid(8)), START - 13 * HOUR),
+            (history_id(&cid(9)), START - HOUR),
+        ]);
+        s.handed_over(cid(1), true, START);
+        s.finished(&cid(1), true, START);
+        s.remove(&cid(1));
+        s.finished(&cid(1), true, START + 1);
+        assert!(!s.contains(&cid(1)));
+        // Key 9's unclaimed entry is still within its cycle and kept; key 8's is older than a cycle.
+        assert_eq!(
+            s.take_history(START),
+            vec![(history_id(&cid(9)), START - HOUR)]
+        );
+    }
+
+    #[test]
+    fn the_history_file_round_trips_and_damage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("provided");
+        assert!(load_history(&path).is_empty());
+        let entries = vec![(1u64, START), (u64::MAX, START + 1)];
+        save_history(&path, &entries).unwrap();
+        assert_eq!(load_history(&path), entries);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len() as usize,
+            HISTORY_MAGIC.len() + 2 * HISTORY_ENTRY_BYTES
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(decode_history(&bytes[..bytes.len() - 1])
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(decode_history(b"something else").is_err());
+        std::fs::write(&path, b"junk").unwrap();
+        assert!(load_history(&path).is_empty());
+    }
+}
