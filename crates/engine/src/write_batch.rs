@@ -129,6 +129,7 @@ mod tests {
                 profile: "unixfs-v1-2025".into(),
                 checksum_cid: None,
                 registry_checksum: "sha256:00".into(),
+                content_range: None,
             },
             blocks: Vec::new(),
         }
