@@ -27,6 +27,8 @@ impl EngineSlot {
 }
 
 fn main() {
+    #[cfg(target_os = "linux")]
+    skip_gtk_gl_probe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -83,6 +85,18 @@ fn main() {
         }
         _ => {}
     });
+}
+
+/// GTK 3 probes the X display's GLX visuals when it opens the display (`gtk_init`), and that probe loads the whole
+/// Mesa driver, LLVM included: about 50 MB resident in a tray app that never draws with GL (docs/benchmarks.md,
+/// "Desktop memory"). `GDK_GL=disable` skips the probe; the dashboard still renders, with WebKit's hardware
+/// acceleration off (a small page). Runs before any thread exists, as `set_var` requires; a `GDK_GL` the user set
+/// (even empty) is kept.
+#[cfg(target_os = "linux")]
+fn skip_gtk_gl_probe() {
+    if std::env::var_os("GDK_GL").is_none() {
+        std::env::set_var("GDK_GL", "disable");
+    }
 }
 
 /// Starts the engine and serves the control socket for it.
