@@ -558,6 +558,11 @@ mod tests {
     use super::wire::{self, Parsed};
     use super::*;
 
+    // Linux's values, spelled out so these tests build on every OS.
+    const LINUX_AF_INET: u8 = 2;
+    const LINUX_AF_INET6: u8 = 10;
+    const LINUX_EPERM: i32 = 1;
+
     fn socket(cookie: u64, inode: u64, sent: u64, received: u64) -> SocketBytes {
         SocketBytes {
             cookie,
@@ -744,7 +749,7 @@ mod tests {
         }
         fn diag(cookie: u64, inode: u32, attrs: &[(u16, Vec<u8>)]) -> Vec<u8> {
             let mut body = vec![0u8; 72];
-            body[0] = libc::AF_INET as u8;
+            body[0] = LINUX_AF_INET;
             body[1] = 1; // ESTABLISHED
             body[4..6].copy_from_slice(&7780u16.to_be_bytes());
             body[8..12].copy_from_slice(&[127, 0, 0, 1]);
@@ -820,21 +825,21 @@ mod tests {
         m.extend_from_slice(&0u16.to_ne_bytes());
         m.extend_from_slice(&3u32.to_ne_bytes());
         m.extend_from_slice(&0u32.to_ne_bytes());
-        m.extend_from_slice(&(-libc::EPERM).to_ne_bytes());
+        m.extend_from_slice(&(-LINUX_EPERM).to_ne_bytes());
         m.extend_from_slice(&[0; 16]);
         let e = wire::parse(&m, 3, &mut Vec::new()).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+        assert_eq!(e.raw_os_error(), Some(LINUX_EPERM));
     }
 
     #[test]
     fn the_request_asks_for_tcp_info_of_tcp_sockets() {
-        let r = wire::dump_request(libc::AF_INET6 as u8, 42);
+        let r = wire::dump_request(LINUX_AF_INET6, 42);
         assert_eq!(r.len(), 72);
         assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 72);
         assert_eq!(u16::from_ne_bytes([r[4], r[5]]), wire::SOCK_DIAG_BY_FAMILY);
         assert_eq!(u16::from_ne_bytes([r[6], r[7]]), 0x301);
         assert_eq!(u32::from_ne_bytes(r[8..12].try_into().unwrap()), 42);
-        assert_eq!(&r[16..20], &[libc::AF_INET6 as u8, 6, 2, 0]);
+        assert_eq!(&r[16..20], &[LINUX_AF_INET6, 6, 2, 0]);
         let states = u32::from_ne_bytes(r[20..24].try_into().unwrap());
         assert_ne!(states & (1 << 1), 0, "ESTABLISHED");
         assert_ne!(states & (1 << 4), 0, "FIN_WAIT1: a closed socket draining");
