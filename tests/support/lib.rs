@@ -3,6 +3,7 @@
 //! - [`http`]: a std-only static HTTP/1.1 server on 127.0.0.1:0.
 //! - [`registry`]: real `.crate` files made by `cargo package`, sparse registries, a consumer project for `cargo fetch`.
 //! - [`proc`]: child processes with bounded waits and group kill.
+//! - [`tcp`]: the kernel's TCP counters of the daemon's connections (`ss -ti`).
 //! - [`faults`]: fault injection for `tests/reliability.rs` (seeded RNG, a crafted cargo cache, many-CID Helia runs).
 //! - this module: locating binaries, a per-test environment ([`TestEnv`]), the [`Daemon`] guard, `pkgseed` JSON
 //!   commands, the Helia fetch tool and the JS reference CID tool.
@@ -15,6 +16,7 @@ pub mod npm;
 pub mod pipapt;
 pub mod proc;
 pub mod registry;
+pub mod tcp;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

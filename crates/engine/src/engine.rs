@@ -259,6 +259,9 @@ impl Engine {
             match crate::gateway::start(addr, source, gateway.clone()).await {
                 Ok((bound, task)) => {
                     tracing::info!(%bound, "local trustless gateway listening");
+                    shared
+                        .node
+                        .exclude_loopback_port_from_counters(bound.port());
                     tasks.push(task);
                 }
                 Err(err) => {
@@ -324,6 +327,10 @@ impl Engine {
                 alt_limits_active: policy.alt_active,
                 bytes_uploaded: uploaded,
                 bytes_downloaded: downloaded,
+                tcp_bytes_sent: node_stats.tcp_bytes_sent,
+                tcp_bytes_received: node_stats.tcp_bytes_received,
+                overhead_bytes_uploaded: node_stats.overhead_bytes_uploaded,
+                overhead_bytes_downloaded: node_stats.overhead_bytes_downloaded,
                 month: policy.month.month.clone(),
                 month_uploaded_bytes: policy.month.uploaded_bytes,
                 monthly_upload_cap_bytes: config.limits.monthly_upload_bytes,

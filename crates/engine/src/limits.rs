@@ -309,7 +309,12 @@ pub(crate) async fn run(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
     loop {
         tick.tick().await;
         let now = clock.now();
-        let (uploaded, downloaded) = shared.node.traffic();
+        // Bitswap bytes plus the TCP overhead charged to the caps: the month and the totals count all traffic.
+        let (uploaded, downloaded) = {
+            let (bitswap_up, bitswap_down) = shared.node.traffic();
+            let (overhead_up, overhead_down) = shared.node.overhead_traffic();
+            (bitswap_up + overhead_up, bitswap_down + overhead_down)
+        };
         {
             let mut policy = shared.policy.lock().unwrap();
             let up_delta = uploaded.saturating_sub(policy.last_uploaded_total);

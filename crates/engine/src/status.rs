@@ -120,6 +120,17 @@ pub struct LimitsStatus {
     /// Bitswap bytes sent / received since start, counted where they cross the wire: chart rates from these.
     pub bytes_uploaded: u64,
     pub bytes_downloaded: u64,
+    /// TCP payload the kernel counted on the node's own sockets since start, every protocol (Linux; 0 elsewhere).
+    #[serde(default)]
+    pub tcp_bytes_sent: u64,
+    #[serde(default)]
+    pub tcp_bytes_received: u64,
+    /// The part of it beyond bitswap (identify, Kademlia, ping, multistream, noise and yamux framing), charged to
+    /// the caps after the fact (docs/limits.md).
+    #[serde(default)]
+    pub overhead_bytes_uploaded: u64,
+    #[serde(default)]
+    pub overhead_bytes_downloaded: u64,
     /// `YYYY-MM` (local time) and the bytes uploaded in it.
     pub month: String,
     pub month_uploaded_bytes: u64,

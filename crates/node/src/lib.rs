@@ -15,6 +15,7 @@ mod identity;
 pub mod limits;
 mod profile;
 mod reprovide;
+mod tcp_counters;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,6 +101,14 @@ pub struct NodeStats {
     pub bytes_uploaded: u64,
     /// Bitswap bytes received since start (what the download cap limits).
     pub bytes_downloaded: u64,
+    /// TCP payload the kernel counted on the node's own sockets since start (Linux; 0 elsewhere): every protocol,
+    /// bitswap included, without IP/TCP headers.
+    pub tcp_bytes_sent: u64,
+    pub tcp_bytes_received: u64,
+    /// What that TCP payload carried beyond the bitswap bytes (identify, Kademlia, ping, multistream, noise and
+    /// yamux framing): charged to the caps after the fact (docs/limits.md).
+    pub overhead_bytes_uploaded: u64,
+    pub overhead_bytes_downloaded: u64,
     /// Inbound bitswap streams accepted since start.
     pub inbound_streams_accepted: u64,
     /// Inbound bitswap streams reset unread (over the per-peer bound, or during shutdown); logged as they happen.
@@ -128,6 +137,7 @@ struct Inner {
     listen_addrs: Vec<Multiaddr>,
     paused: Arc<AtomicBool>,
     counters: Arc<bitswap::Counters>,
+    tcp: Arc<tcp_counters::TcpTotals>,
     limits: Arc<limits::Limits>,
     dht: Arc<dht::DhtShared>,
     dht_commands: mpsc::UnboundedSender<dht::DhtCommand>,
@@ -219,6 +229,13 @@ impl Node {
             Arc::clone(&shared),
             dht_tx.clone(),
             Arc::clone(&paused),
+            shutdown_rx.clone(),
+        )));
+        let tcp = Arc::new(tcp_counters::TcpTotals::default());
+        tasks.push(tokio::spawn(tcp_counters::run(
+            Arc::clone(&counters),
+            Arc::clone(&rate_limits),
+            Arc::clone(&tcp),
             shutdown_rx,
         )));
 
@@ -266,6 +283,7 @@ impl Node {
                 listen_addrs: bound,
                 paused,
                 counters,
+                tcp,
                 limits: rate_limits,
                 dht: shared,
                 dht_commands: dht_tx,
@@ -311,8 +329,9 @@ impl Node {
     }
 
     /// Sets the upload and download caps in bytes per second (0 = unlimited), live: streams being written slow down
-    /// or speed up within [`limits::MAX_SLEEP`]; no connection or stream is dropped. The caps cover bitswap traffic
-    /// (see docs/limits.md for why identify, ping and Kademlia are not capped).
+    /// or speed up within [`limits::MAX_SLEEP`]; no connection or stream is dropped. Bitswap bytes are capped as
+    /// they are written; on Linux the rest of the node's TCP payload is charged to the same caps within 200 ms of
+    /// crossing the wire (docs/limits.md says what is covered).
     pub fn set_rate_limits(&self, upload_bytes_per_sec: u64, download_bytes_per_sec: u64) {
         self.inner.limits.upload.set_rate(upload_bytes_per_sec);
         self.inner.limits.download.set_rate(download_bytes_per_sec);
@@ -324,6 +343,32 @@ impl Node {
             self.inner.counters.bytes_uploaded.load(Ordering::Relaxed),
             self.inner.counters.bytes_downloaded.load(Ordering::Relaxed),
         )
+    }
+
+    /// The overhead beyond bitswap the kernel counted (uploaded, downloaded) since start (Linux TCP; see
+    /// [`NodeStats::overhead_bytes_uploaded`]): cheap, no swarm round trip.
+    pub fn overhead_traffic(&self) -> (u64, u64) {
+        (
+            self.inner
+                .tcp
+                .overhead_bytes_uploaded
+                .load(Ordering::Relaxed),
+            self.inner
+                .tcp
+                .overhead_bytes_downloaded
+                .load(Ordering::Relaxed),
+        )
+    }
+
+    /// Connections on this loopback port (the local gateway's listener) are not the node's network traffic: they
+    /// are left out of the TCP counters and never charged to the caps.
+    pub fn exclude_loopback_port_from_counters(&self, port: u16) {
+        self.inner
+            .tcp
+            .excluded_loopback_ports
+            .lock()
+            .unwrap()
+            .push(port);
     }
 
     /// The caps in force: (upload, download) bytes per second, 0 = unlimited.
@@ -390,6 +435,7 @@ impl Node {
             let st = self.inner.dht.state.lock().unwrap();
             (st.provided.len(), st.queue.len())
         };
+        let (overhead_up, overhead_down) = self.overhead_traffic();
         NodeStats {
             connected_peers,
             blocks_served: self.inner.counters.blocks_served.load(Ordering::Relaxed),
@@ -398,6 +444,10 @@ impl Node {
             announce_queue_len,
             bytes_uploaded: self.inner.counters.bytes_uploaded.load(Ordering::Relaxed),
             bytes_downloaded: self.inner.counters.bytes_downloaded.load(Ordering::Relaxed),
+            tcp_bytes_sent: self.inner.tcp.bytes_sent.load(Ordering::Relaxed),
+            tcp_bytes_received: self.inner.tcp.bytes_received.load(Ordering::Relaxed),
+            overhead_bytes_uploaded: overhead_up,
+            overhead_bytes_downloaded: overhead_down,
             inbound_streams_accepted: self
                 .inner
                 .counters

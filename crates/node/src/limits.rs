@@ -6,6 +6,8 @@
 //! The bucket works on debt: a caller asking for `n` bytes gets them as soon as the balance is not negative, and
 //! the balance then goes `n` below zero; the next caller waits until the debt is repaid at the configured rate. This
 //! keeps the long-run rate exact whatever the chunk size, and a chunk larger than the burst never blocks forever.
+//! Traffic that passed outside the bitswap streams (the TCP overhead `tcp_counters` measures) is charged to the same
+//! buckets afterwards ([`RateLimiter::charge`]), so blocks wait for it too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -16,6 +18,8 @@ pub const MAX_SLEEP: Duration = Duration::from_millis(50);
 /// Idle time that may be saved up as burst: 100 ms of the rate, at least one write chunk.
 const BURST_SECS: f64 = 0.1;
 const MIN_BURST_BYTES: f64 = 16.0 * 1024.0;
+/// Most debt that charged traffic ([`RateLimiter::charge`]) may leave, in seconds of the rate.
+pub const MAX_CHARGED_DEBT_SECS: f64 = 2.0;
 
 /// The node's two buckets: what it sends and what it receives.
 #[derive(Debug, Default)]
@@ -36,6 +40,16 @@ struct Bucket {
     /// Available bytes; negative while a granted chunk is being paid off.
     balance: f64,
     last: Instant,
+}
+
+impl Bucket {
+    /// Adds what `rate` earned since the last call, keeping at most the burst.
+    fn refill(&mut self, rate: f64, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        let burst = (rate * BURST_SECS).max(MIN_BURST_BYTES);
+        self.balance = (self.balance + rate * elapsed).min(burst);
+    }
 }
 
 impl Default for RateLimiter {
@@ -77,15 +91,29 @@ impl RateLimiter {
         }
         let rate = rate as f64;
         let mut bucket = self.state.lock().unwrap();
-        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
-        bucket.last = now;
-        let burst = (rate * BURST_SECS).max(MIN_BURST_BYTES);
-        bucket.balance = (bucket.balance + rate * elapsed).min(burst);
+        bucket.refill(rate, now);
         if bucket.balance >= 0.0 {
             bucket.balance -= n as f64;
             Ok(())
         } else {
             Err(Duration::from_secs_f64(-bucket.balance / rate).min(MAX_SLEEP))
+        }
+    }
+
+    /// Charges `n` bytes that already crossed the wire outside the bucket (the TCP overhead the kernel counted,
+    /// `tcp_counters`): the balance goes down by `n`, so the next chunks wait for them, but never below
+    /// [`MAX_CHARGED_DEBT_SECS`] of the rate, so a burst of other traffic delays blocks by at most that long.
+    pub fn charge(&self, n: u64, now: Instant) {
+        let rate = self.rate.load(Ordering::SeqCst);
+        if rate == 0 || n == 0 {
+            return;
+        }
+        let rate = rate as f64;
+        let mut bucket = self.state.lock().unwrap();
+        bucket.refill(rate, now);
+        let floor = -rate * MAX_CHARGED_DEBT_SECS;
+        if bucket.balance > floor {
+            bucket.balance = (bucket.balance - n as f64).max(floor);
         }
     }
 
@@ -155,6 +183,31 @@ mod tests {
         assert!(limiter.try_take(1, now).is_ok());
         limiter.set_rate(1000);
         assert!(limiter.try_take(1, Instant::now()).is_ok());
+    }
+
+    /// Charged bytes delay the next grants by their time at the rate, bounded by MAX_CHARGED_DEBT_SECS.
+    #[test]
+    fn charged_bytes_are_paid_for_by_later_chunks() {
+        let limiter = RateLimiter::new(1000);
+        let start = Instant::now();
+        limiter.state.lock().unwrap().last = start;
+        limiter.charge(500, start);
+        assert_eq!(limiter.try_take(1, start), Err(MAX_SLEEP));
+        assert!(limiter
+            .try_take(1, start + Duration::from_millis(499))
+            .is_err());
+        assert!(limiter
+            .try_take(1, start + Duration::from_millis(501))
+            .is_ok());
+        // A huge charge leaves at most MAX_CHARGED_DEBT_SECS of debt.
+        let later = start + Duration::from_secs(10);
+        limiter.charge(1_000_000, later);
+        let balance = limiter.state.lock().unwrap().balance;
+        assert_eq!(balance, -1000.0 * MAX_CHARGED_DEBT_SECS);
+        // Unlimited: charging does nothing.
+        let unlimited = RateLimiter::new(0);
+        unlimited.charge(1 << 30, start);
+        assert!(unlimited.try_take(1, start).is_ok());
     }
 
     #[tokio::test]

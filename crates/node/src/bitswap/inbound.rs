@@ -51,6 +51,16 @@ impl InboundBehaviour {
     }
 }
 
+/// A QUIC (UDP) address: its bytes are not in the kernel's TCP counters.
+fn is_quic(address: &Multiaddr) -> bool {
+    address.iter().any(|p| {
+        matches!(
+            p,
+            rust_ipfs::Protocol::QuicV1 | rust_ipfs::Protocol::Quic | rust_ipfs::Protocol::Udp(_)
+        )
+    })
+}
+
 impl NetworkBehaviour for InboundBehaviour {
     type ConnectionHandler = InboundHandler;
     type ToSwarm = Infallible;
@@ -76,7 +86,28 @@ impl NetworkBehaviour for InboundBehaviour {
         Ok(self.handler(peer))
     }
 
-    fn on_swarm_event(&mut self, _event: FromSwarm) {}
+    /// Keeps [`Counters::connections`]: which transports each peer is connected over.
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        let (peer, address, opened) = match event {
+            FromSwarm::ConnectionEstablished(e) => {
+                (e.peer_id, e.endpoint.get_remote_address(), true)
+            }
+            FromSwarm::ConnectionClosed(e) => (e.peer_id, e.endpoint.get_remote_address(), false),
+            _ => return,
+        };
+        let quic = is_quic(address);
+        let mut connections = self.counters.connections.lock().unwrap();
+        let entry = connections.entry(peer).or_default();
+        let count = if quic { &mut entry.1 } else { &mut entry.0 };
+        *count = if opened {
+            *count + 1
+        } else {
+            count.saturating_sub(1)
+        };
+        if *entry == (0, 0) {
+            connections.remove(&peer);
+        }
+    }
 
     fn on_connection_handler_event(
         &mut self,
@@ -176,5 +207,31 @@ impl InboundUpgrade<Stream> for BitswapUpgrade {
             .find(|v| v.protocol() == protocol.as_ref())
             .expect("multistream-select only picks a protocol we offered");
         ready(Ok((stream, version)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quic_addresses_are_told_from_tcp_ones() {
+        let quic: Multiaddr = "/ip4/192.0.2.1/udp/4001/quic-v1".parse().unwrap();
+        let tcp: Multiaddr = "/ip6/2001:db8::1/tcp/4001".parse().unwrap();
+        assert!(is_quic(&quic));
+        assert!(!is_quic(&tcp));
+    }
+
+    #[test]
+    fn a_peer_is_quic_only_while_it_has_no_tcp_connection_and_tcp_ones_are_seen() {
+        let counters = Counters::default();
+        let peer = PeerId::random();
+        assert!(!counters.quic_only(&peer), "unknown peers count as TCP");
+        counters.connections.lock().unwrap().insert(peer, (0, 2));
+        assert!(counters.quic_only(&peer));
+        assert!(!counters.tcp_connections_open());
+        counters.connections.lock().unwrap().insert(peer, (1, 2));
+        assert!(!counters.quic_only(&peer));
+        assert!(counters.tcp_connections_open());
     }
 }

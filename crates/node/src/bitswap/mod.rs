@@ -57,6 +57,42 @@ pub struct Counters {
     pub inbound_streams_accepted: AtomicU64,
     /// Inbound bitswap streams reset without being read (per-peer bound, or the responder has stopped).
     pub inbound_streams_refused: AtomicU64,
+    /// The part of `bytes_uploaded` / `bytes_downloaded` exchanged with peers connected over QUIC only: the kernel's
+    /// TCP counters never see it, so `tcp_counters` leaves it out when it matches TCP bytes against bitswap bytes.
+    pub bytes_uploaded_quic: AtomicU64,
+    pub bytes_downloaded_quic: AtomicU64,
+    /// Open connections per peer: (TCP, QUIC), kept by [`inbound::InboundBehaviour`].
+    pub connections: Mutex<HashMap<PeerId, (u32, u32)>>,
+}
+
+impl Counters {
+    /// Whether every open connection to `peer` is QUIC (a peer with a TCP connection too counts as TCP: the
+    /// overhead is then undercounted, never overcounted).
+    pub fn quic_only(&self, peer: &PeerId) -> bool {
+        matches!(self.connections.lock().unwrap().get(peer), Some(&(0, quic)) if quic > 0)
+    }
+
+    /// Whether any TCP connection is open (the TCP counters have something to read).
+    pub fn tcp_connections_open(&self) -> bool {
+        self.connections
+            .lock()
+            .unwrap()
+            .values()
+            .any(|&(tcp, _)| tcp > 0)
+    }
+
+    /// Counts `n` bitswap bytes sent (`upload`) or received, and their QUIC share.
+    fn add_bitswap_bytes(&self, upload: bool, over_quic: bool, n: u64) {
+        let (total, quic) = if upload {
+            (&self.bytes_uploaded, &self.bytes_uploaded_quic)
+        } else {
+            (&self.bytes_downloaded, &self.bytes_downloaded_quic)
+        };
+        total.fetch_add(n, Ordering::Relaxed);
+        if over_quic {
+            quic.fetch_add(n, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -205,8 +241,7 @@ impl Responder {
             // stream back-pressure (yamux windows), never dropped.
             let wire_len = len + varint_len(len as u64);
             self.counters
-                .bytes_downloaded
-                .fetch_add(wire_len as u64, Ordering::Relaxed);
+                .add_bitswap_bytes(false, self.counters.quic_only(&peer), wire_len as u64);
             let stopping = || *shutdown.borrow();
             if !self.limits.download.acquire(wire_len, stopping).await {
                 return;
@@ -397,6 +432,7 @@ impl Responder {
             };
         let paused = &self.paused;
         let has_blocks = !msg.blocks.is_empty();
+        let over_quic = self.counters.quic_only(&peer);
         let stop = || (paused.load(Ordering::SeqCst) && has_blocks) || *self.shutdown.borrow();
         let write = async {
             for chunk in std::iter::once(&prefix[..]).chain(body.chunks(WRITE_CHUNK)) {
@@ -407,8 +443,7 @@ impl Responder {
                 }
                 stream.write_all(chunk).await.map_err(|e| e.to_string())?;
                 self.counters
-                    .bytes_uploaded
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    .add_bitswap_bytes(true, over_quic, chunk.len() as u64);
             }
             stream.close().await.map_err(|e| e.to_string())
         };
