@@ -74,10 +74,12 @@ function renderStatus(status) {
   }));
 }
 
-// Rates from the deltas of the engine's bitswap counters (bytes sent and received where they cross the wire).
+// Rates from the deltas of the engine's counters: bitswap bytes plus the rest of the node's TCP payload (overhead),
+// the same traffic the caps and the totals count.
 function sample(status) {
   const now = Date.now();
-  const { bytes_uploaded: uploaded, bytes_downloaded: downloaded } = status.limits;
+  const uploaded = status.limits.bytes_uploaded + (status.limits.overhead_bytes_uploaded || 0);
+  const downloaded = status.limits.bytes_downloaded + (status.limits.overhead_bytes_downloaded || 0);
   let up = 0;
   let down = 0;
   if (lastCounters) {

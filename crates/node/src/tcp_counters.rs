@@ -60,8 +60,9 @@ pub struct SocketBytes {
     /// 0 when no file refers to the socket (not yet accepted, or closed by its owner and draining).
     pub inode: u64,
     pub uid: u32,
-    /// The socket's local address.
+    /// The socket's local and remote addresses.
     pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
     /// TCP payload sent (`tcpi_bytes_sent`, retransmissions included) and received.
     pub sent_bytes: u64,
     pub received_bytes: u64,
@@ -237,7 +238,11 @@ pub async fn run(
                 return;
             }
         };
-        sockets.retain(|s| !totals.is_excluded(s));
+        // Only the swarm's own connections: other TCP sockets of this process are not node traffic.
+        {
+            let remotes = counters.tcp_remotes.lock().unwrap();
+            sockets.retain(|s| !totals.is_excluded(s) && remotes.contains_key(&s.remote));
+        }
         let (sent, received) = tally.add_dump(&sockets, uid, own_socket_inodes);
         let bitswap = bitswap_totals();
         let (bitswap_up, bitswap_down) = (
@@ -412,7 +417,8 @@ pub mod wire {
                             cookie: u32_at(msg, 44) as u64 | (u32_at(msg, 48) as u64) << 32,
                             inode: u32_at(msg, 68) as u64,
                             uid: u32_at(msg, 64),
-                            local: local_address(msg),
+                            local: socket_address(msg, 4, 8),
+                            remote: socket_address(msg, 6, 24),
                             sent_bytes,
                             received_bytes: u64_at(info, TCPI_BYTES_RECEIVED),
                         });
@@ -424,13 +430,16 @@ pub mod wire {
         Ok(Parsed::More)
     }
 
-    /// `idiag_sport` (big-endian) and `idiag_src` of an inet_diag message.
-    fn local_address(msg: &[u8]) -> std::net::SocketAddr {
-        let port = u16::from_be_bytes([msg[4], msg[5]]);
+    /// A port (big-endian, at `port_at`) and an address (at `ip_at`) of an inet_diag message: `idiag_sport` at 4 and
+    /// `idiag_src` at 8 are the local end, `idiag_dport` at 6 and `idiag_dst` at 24 the remote one. IPv4-mapped IPv6
+    /// addresses come out as IPv4, as the swarm's addresses do.
+    fn socket_address(msg: &[u8], port_at: usize, ip_at: usize) -> std::net::SocketAddr {
+        let port = u16::from_be_bytes([msg[port_at], msg[port_at + 1]]);
         let ip: std::net::IpAddr = if msg[0] == AF_INET6 {
-            <[u8; 16]>::try_from(&msg[8..24]).unwrap().into()
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&msg[ip_at..ip_at + 16]).unwrap())
+                .to_canonical()
         } else {
-            <[u8; 4]>::try_from(&msg[8..12]).unwrap().into()
+            <[u8; 4]>::try_from(&msg[ip_at..ip_at + 4]).unwrap().into()
         };
         std::net::SocketAddr::new(ip, port)
     }
@@ -569,6 +578,7 @@ mod tests {
             inode,
             uid: 1000,
             local: "192.0.2.1:4001".parse().unwrap(),
+            remote: "198.51.100.7:4001".parse().unwrap(),
             sent_bytes: sent,
             received_bytes: received,
         }
@@ -752,7 +762,9 @@ mod tests {
             body[0] = LINUX_AF_INET;
             body[1] = 1; // ESTABLISHED
             body[4..6].copy_from_slice(&7780u16.to_be_bytes());
+            body[6..8].copy_from_slice(&40001u16.to_be_bytes());
             body[8..12].copy_from_slice(&[127, 0, 0, 1]);
+            body[24..28].copy_from_slice(&[127, 0, 0, 2]);
             body[44..48].copy_from_slice(&(cookie as u32).to_ne_bytes());
             body[48..52].copy_from_slice(&((cookie >> 32) as u32).to_ne_bytes());
             body[64..68].copy_from_slice(&1000u32.to_ne_bytes());
@@ -804,6 +816,7 @@ mod tests {
                 inode: 4242,
                 uid: 1000,
                 local: "127.0.0.1:7780".parse().unwrap(),
+                remote: "127.0.0.2:40001".parse().unwrap(),
                 sent_bytes: 3003,
                 received_bytes: 2002,
             }]
@@ -867,7 +880,14 @@ mod tests {
         server.read_exact(&mut got).unwrap();
         server.write_all(&[1u8; 3000]).unwrap();
         client.read_exact(&mut got[..3000]).unwrap();
-        let (sent, received) = tally.add_dump(&sampler.dump().unwrap(), uid, own_socket_inodes);
+        // The kernel's remote address of each end is the other end's local address.
+        let dump = sampler.dump().unwrap();
+        let accepted_end = dump
+            .iter()
+            .find(|s| s.local == listener.local_addr().unwrap())
+            .expect("the accepted end is in the dump");
+        assert_eq!(accepted_end.remote, client.local_addr().unwrap());
+        let (sent, received) = tally.add_dump(&dump, uid, own_socket_inodes);
         // Both ends are ours: each direction is counted once sent and once received (other tests of this process
         // may add their own sockets' bytes).
         assert!(sent >= 103_000, "sent {sent}");

@@ -61,6 +61,24 @@ fn is_quic(address: &Multiaddr) -> bool {
     })
 }
 
+/// The IP socket address of a direct TCP multiaddr (`/ip4|ip6/<ip>/tcp/<port>`, IPv4-mapped IPv6 as IPv4); None for
+/// QUIC, DNS names and relayed addresses (their sockets then go uncounted: undercounted, never overcounted).
+pub(crate) fn tcp_socket_address(address: &Multiaddr) -> Option<std::net::SocketAddr> {
+    let mut parts = address.iter();
+    let ip: std::net::IpAddr = match parts.next()? {
+        rust_ipfs::Protocol::Ip4(ip) => ip.into(),
+        rust_ipfs::Protocol::Ip6(ip) => ip.to_canonical(),
+        _ => return None,
+    };
+    let rust_ipfs::Protocol::Tcp(port) = parts.next()? else {
+        return None;
+    };
+    if parts.any(|p| matches!(p, rust_ipfs::Protocol::P2pCircuit)) {
+        return None;
+    }
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
 impl NetworkBehaviour for InboundBehaviour {
     type ConnectionHandler = InboundHandler;
     type ToSwarm = Infallible;
@@ -96,6 +114,18 @@ impl NetworkBehaviour for InboundBehaviour {
             _ => return,
         };
         let quic = is_quic(address);
+        if let Some(remote) = tcp_socket_address(address) {
+            let mut remotes = self.counters.tcp_remotes.lock().unwrap();
+            let count = remotes.entry(remote).or_default();
+            *count = if opened {
+                *count + 1
+            } else {
+                count.saturating_sub(1)
+            };
+            if *count == 0 {
+                remotes.remove(&remote);
+            }
+        }
         let mut connections = self.counters.connections.lock().unwrap();
         let entry = connections.entry(peer).or_default();
         let count = if quic { &mut entry.1 } else { &mut entry.0 };
@@ -213,6 +243,25 @@ impl InboundUpgrade<Stream> for BitswapUpgrade {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_socket_addresses_come_from_direct_tcp_multiaddrs_only() {
+        let addr = |s: &str| tcp_socket_address(&s.parse::<Multiaddr>().unwrap());
+        assert_eq!(
+            addr("/ip4/192.0.2.1/tcp/4001"),
+            Some("192.0.2.1:4001".parse().unwrap())
+        );
+        assert_eq!(
+            addr("/ip6/::ffff:192.0.2.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"),
+            Some("192.0.2.1:4001".parse().unwrap())
+        );
+        assert_eq!(addr("/ip4/192.0.2.1/udp/4001/quic-v1"), None);
+        assert_eq!(addr("/dns4/example.invalid/tcp/4001"), None);
+        assert_eq!(
+            addr("/ip4/192.0.2.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA/p2p-circuit"),
+            None
+        );
+    }
 
     #[test]
     fn quic_addresses_are_told_from_tcp_ones() {

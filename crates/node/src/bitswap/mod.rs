@@ -63,6 +63,10 @@ pub struct Counters {
     pub bytes_downloaded_quic: AtomicU64,
     /// Open connections per peer: (TCP, QUIC), kept by [`inbound::InboundBehaviour`].
     pub connections: Mutex<HashMap<PeerId, (u32, u32)>>,
+    /// The remote socket address of each open TCP connection of the swarm (with a count), kept by
+    /// [`inbound::InboundBehaviour`]: `tcp_counters` counts only sockets connected to one of these, so other TCP
+    /// sockets of the process (a WebView's automation link, the local gateway) are never taken for node traffic.
+    pub tcp_remotes: Mutex<HashMap<std::net::SocketAddr, u32>>,
 }
 
 impl Counters {
