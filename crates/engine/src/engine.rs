@@ -259,9 +259,6 @@ impl Engine {
             match crate::gateway::start(addr, source, gateway.clone()).await {
                 Ok((bound, task)) => {
                     tracing::info!(%bound, "local trustless gateway listening");
-                    shared
-                        .node
-                        .exclude_loopback_port_from_counters(bound.port());
                     tasks.push(task);
                 }
                 Err(err) => {

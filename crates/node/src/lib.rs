@@ -360,17 +360,6 @@ impl Node {
         )
     }
 
-    /// Connections on this loopback port (the local gateway's listener) are not the node's network traffic: they
-    /// are left out of the TCP counters and never charged to the caps.
-    pub fn exclude_loopback_port_from_counters(&self, port: u16) {
-        self.inner
-            .tcp
-            .excluded_loopback_ports
-            .lock()
-            .unwrap()
-            .push(port);
-    }
-
     /// The caps in force: (upload, download) bytes per second, 0 = unlimited.
     pub fn rate_limits(&self) -> (u64, u64) {
         (

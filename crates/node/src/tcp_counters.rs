@@ -75,19 +75,16 @@ pub struct TcpTotals {
     pub bytes_received: AtomicU64,
     pub overhead_bytes_uploaded: AtomicU64,
     pub overhead_bytes_downloaded: AtomicU64,
-    /// Loopback ports whose connections are not network traffic of the node (the local gateway's listener).
-    pub excluded_loopback_ports: std::sync::Mutex<Vec<u16>>,
 }
 
-impl TcpTotals {
-    fn is_excluded(&self, socket: &SocketBytes) -> bool {
-        socket.local.ip().is_loopback()
-            && self
-                .excluded_loopback_ports
-                .lock()
-                .unwrap()
-                .contains(&socket.local.port())
-    }
+/// Keeps only the swarm's own connections: a socket counts when its remote address is the remote address of an open
+/// TCP connection of the swarm. Other TCP sockets of this process (the local gateway's clients, a WebView's
+/// automation link) are not node traffic.
+fn keep_swarm_sockets(
+    sockets: &mut Vec<SocketBytes>,
+    swarm_remotes: &HashMap<std::net::SocketAddr, u32>,
+) {
+    sockets.retain(|s| swarm_remotes.contains_key(&s.remote));
 }
 
 /// Which sockets are ours, and their last counters. Keyed by cookie: a socket keeps its cookie after its owner
@@ -238,11 +235,7 @@ pub async fn run(
                 return;
             }
         };
-        // Only the swarm's own connections: other TCP sockets of this process are not node traffic.
-        {
-            let remotes = counters.tcp_remotes.lock().unwrap();
-            sockets.retain(|s| !totals.is_excluded(s) && remotes.contains_key(&s.remote));
-        }
+        keep_swarm_sockets(&mut sockets, &counters.tcp_remotes.lock().unwrap());
         let (sent, received) = tally.add_dump(&sockets, uid, own_socket_inodes);
         let bitswap = bitswap_totals();
         let (bitswap_up, bitswap_down) = (
@@ -707,21 +700,21 @@ mod tests {
     }
 
     #[test]
-    fn the_loopback_gateway_port_is_excluded() {
-        let totals = TcpTotals::default();
-        totals.excluded_loopback_ports.lock().unwrap().push(7780);
-        let mut s = socket(1, 10, 0, 0);
-        s.local = "127.0.0.1:7780".parse().unwrap();
-        assert!(totals.is_excluded(&s));
-        s.local = "[::1]:7780".parse().unwrap();
-        assert!(totals.is_excluded(&s));
-        s.local = "192.0.2.1:7780".parse().unwrap();
+    fn only_sockets_connected_to_a_swarm_peer_count() {
+        let peer = socket(1, 10, 0, 0);
+        let mut gateway_client = socket(2, 11, 0, 0);
+        gateway_client.local = "127.0.0.1:7780".parse().unwrap();
+        gateway_client.remote = "127.0.0.1:51000".parse().unwrap();
+        let mut remotes = HashMap::new();
+        remotes.insert(peer.remote, 1);
+        let mut sockets = vec![peer, gateway_client];
+        keep_swarm_sockets(&mut sockets, &remotes);
+        assert_eq!(sockets, vec![peer]);
+        keep_swarm_sockets(&mut sockets, &HashMap::new());
         assert!(
-            !totals.is_excluded(&s),
-            "a dial from another address that happens to use that port"
+            sockets.is_empty(),
+            "no swarm connection: nothing is node traffic"
         );
-        s.local = "127.0.0.1:7781".parse().unwrap();
-        assert!(!totals.is_excluded(&s));
     }
 
     #[test]
