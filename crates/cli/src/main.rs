@@ -125,6 +125,10 @@ enum Command {
         /// Where to put the synthetic cache and index (default: a temp dir, removed afterwards).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// Artifacts in the in-process rows' full-size cache (hashing, index); default: --artifacts. At 100k the
+        /// full-size cache would need ~49 GB: the daemon rows scale their cache down, these rows do not.
+        #[arg(long)]
+        in_process_artifacts: Option<usize>,
         /// Only the in-process rows (hashing, index), not the daemon rows.
         #[arg(long)]
         no_daemon: bool,
@@ -390,6 +394,7 @@ async fn run(cli: Cli) -> Result<()> {
             artifacts,
             seed,
             work_dir,
+            in_process_artifacts,
             no_daemon,
             daemon_total_bytes,
             idle_seconds,
@@ -406,6 +411,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let options = bench::BenchOptions {
                 artifacts,
+                in_process_artifacts: in_process_artifacts.unwrap_or(artifacts),
                 seed,
                 work_dir,
                 daemon: !no_daemon,

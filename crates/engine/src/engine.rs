@@ -2,7 +2,7 @@
 //! the watcher. Index updates are serialised through one indexer task (it owns the work queue and runs each
 //! file's blocking work off the async threads); everything else reads shared state.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::Config;
 use crate::dirs::EngineDirs;
+use crate::found::FoundFiles;
 use crate::indexer::{self, Outcome};
 use crate::status::{
     ArtifactView, CacheStatus, EcosystemCounts, EngineEvent, OriginStatus, ScanProgress,
@@ -58,15 +59,6 @@ pub(crate) enum Work {
     ScanDone { first: bool },
 }
 
-/// What the engine knows about a file a source recognised, seeded or not (for the origins list).
-#[derive(Debug, Clone)]
-pub(crate) struct FoundFile {
-    pub ecosystem: &'static str,
-    pub origin: String,
-    pub provenance: &'static str,
-    pub evidence: String,
-}
-
 pub(crate) struct Shared {
     pub dirs: EngineDirs,
     pub config: Mutex<Config>,
@@ -95,7 +87,7 @@ pub(crate) struct Shared {
     pub write_batch: crate::write_batch::WriteBatch,
     pub first_scan_done: AtomicBool,
     pub scan: Mutex<ScanProgress>,
-    pub found: Mutex<HashMap<PathBuf, FoundFile>>,
+    pub found: Mutex<FoundFiles>,
     pub work: mpsc::UnboundedSender<Work>,
     pub events: broadcast::Sender<EngineEvent>,
 }
@@ -226,7 +218,7 @@ impl Engine {
             write_batch: Default::default(),
             first_scan_done: AtomicBool::new(false),
             scan: Mutex::new(ScanProgress::default()),
-            found: Mutex::new(HashMap::new()),
+            found: Mutex::new(FoundFiles::default()),
             work: work_tx,
             events,
         });
@@ -303,7 +295,7 @@ impl Engine {
                     evidence: found.evidence.clone(),
                     artifacts: 0,
                 });
-            entry.artifacts += 1;
+            entry.artifacts += found.files;
         }
         let policy = shared.policy.lock().unwrap().clone();
         let (uploaded, downloaded) = shared.node.traffic();

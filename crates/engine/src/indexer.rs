@@ -11,7 +11,8 @@ use pkgseed_index::{ArtifactId, ArtifactRecord, ContentRange, FileStamp};
 use pkgseed_sources::{ArtifactIdentity, ByteRange, CacheSource, ChecksumAlgo, Provenance};
 use pkgseed_unixfs::{BlockKind, DigestAlgo, PlannedBlock, MAX_BLOCK_BYTES};
 
-use crate::engine::{announced_cids, FoundFile, Shared};
+use crate::engine::{announced_cids, Shared};
+use crate::found::FoundFile;
 use crate::status::EngineEvent;
 use crate::write_batch::PendingArtifact;
 
@@ -69,7 +70,7 @@ pub(crate) fn process_path(shared: &Shared, path: &Path) -> Outcome {
         Provenance::Unknown { reason } => ("unknown", reason.clone()),
     };
     shared.found.lock().unwrap().insert(
-        path.to_path_buf(),
+        path,
         FoundFile {
             ecosystem: identity.ecosystem,
             origin: identity.origin.clone(),

@@ -8,6 +8,7 @@ pub mod control;
 mod dirs;
 mod engine;
 pub mod error;
+mod found;
 mod fs_util;
 mod gateway;
 mod indexer;
@@ -34,6 +35,8 @@ pub use status::{
     ArtifactView, CacheStatus, EcosystemCounts, EngineEvent, GatewayStatus, LimitsStatus,
     OriginStatus, ScanProgress, ServedArtifact, Status,
 };
+/// Artifacts per index transaction in a scan (the bench writes its index rows the same way).
+pub use write_batch::BATCH_MAX_ARTIFACTS as INDEX_BATCH_MAX_ARTIFACTS;
 
 use pkgseed_sources::{CacheSource, OriginMarks, SourceEnv};
 

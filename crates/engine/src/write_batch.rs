@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use pkgseed_index::ArtifactRecord;
 use pkgseed_unixfs::PlannedBlock;
 
-pub(crate) const BATCH_MAX_ARTIFACTS: usize = 16;
+pub const BATCH_MAX_ARTIFACTS: usize = 16;
 pub(crate) const BATCH_MAX_HASHED_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) const BATCH_MAX_AGE: Duration = Duration::from_millis(250);
 

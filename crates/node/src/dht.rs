@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use cid::Cid;
 use connexa::prelude::dht::{
-    self as kad,
-    store::{MemoryStore, MemoryStoreConfig, RecordStore},
-    Mode, ProviderRecord, QueryId, QueryResult, RecordKey,
+    self as kad, store::RecordStore, Mode, ProviderRecord, QueryId, QueryResult, RecordKey,
 };
 use connexa::prelude::swarm::derive_prelude::{Endpoint, PortUse};
 use connexa::prelude::swarm::{
@@ -27,12 +25,13 @@ use futures::StreamExt;
 use rust_ipfs::{Multiaddr, PeerId, StreamProtocol};
 use tokio::sync::{watch, Notify};
 
+use crate::provider_store::{CompactStore, CompactStoreLimits};
 use crate::reprovide::{self, unix_now_secs, Schedule};
 
 pub const KAD_PROTOCOL: &str = "/ipfs/kad/1.0.0";
 /// Keys this node may provide (libp2p-kad's default is 1,024).
 pub const MAX_PROVIDED_KEYS: usize = 1_000_000;
-/// Room in the provider table for records other peers store with us (server mode), on top of our own.
+/// Keys of provider records other peers may store with us (server mode), apart from our own.
 const FOREIGN_PROVIDER_KEYS: usize = 65_536;
 /// Value records other peers may store with us.
 const MAX_RECORDS: usize = 16_384;
@@ -150,7 +149,7 @@ impl DhtShared {
 }
 
 pub struct DhtBehaviour {
-    kad: kad::Behaviour<MemoryStore>,
+    kad: kad::Behaviour<CompactStore>,
     local: PeerId,
     /// Follows `DhtCommand::SetPaused` (ordered with `Provide` on the same channel).
     paused: bool,
@@ -174,12 +173,12 @@ impl DhtBehaviour {
         commands: mpsc::UnboundedReceiver<DhtCommand>,
         shared: Arc<DhtShared>,
     ) -> Self {
-        let store = MemoryStore::with_config(
+        let store = CompactStore::new(
             local,
-            MemoryStoreConfig {
+            CompactStoreLimits {
+                max_own_keys: MAX_PROVIDED_KEYS,
+                max_other_keys: FOREIGN_PROVIDER_KEYS,
                 max_records: MAX_RECORDS,
-                max_provided_keys: MAX_PROVIDED_KEYS + FOREIGN_PROVIDER_KEYS,
-                ..Default::default()
             },
         );
         let mut config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
@@ -367,7 +366,7 @@ impl DhtBehaviour {
 }
 
 impl NetworkBehaviour for DhtBehaviour {
-    type ConnectionHandler = <kad::Behaviour<MemoryStore> as NetworkBehaviour>::ConnectionHandler;
+    type ConnectionHandler = <kad::Behaviour<CompactStore> as NetworkBehaviour>::ConnectionHandler;
     type ToSwarm = Infallible;
 
     fn handle_pending_inbound_connection(
@@ -563,6 +562,11 @@ pub async fn announcer(
                 };
                 st.queued.remove(&cid);
                 batch.push(cid);
+            }
+            if st.queue.is_empty() {
+                // A first scan queues every key at once; an idle daemon should not keep that peak's capacity.
+                st.queue.shrink_to_fit();
+                st.queued.shrink_to_fit();
             }
             batch
         };

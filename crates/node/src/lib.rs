@@ -14,6 +14,7 @@ mod extaddr;
 mod identity;
 pub mod limits;
 mod profile;
+mod provider_store;
 mod reprovide;
 mod tcp_counters;
 
