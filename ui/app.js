@@ -11,6 +11,9 @@ const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
 const CHART_SAMPLES = 300;
 
 let config = null; // the settings in force, as the engine returned them
+// Bumped when a Start on login change from this page begins and ends: a poll's answer started before either is stale
+// and is not shown (the box follows changes from the tray, and never flips back under the user's click).
+let autostartChanges = 0;
 let lastCounters = null; // [time ms, bytes uploaded, bytes downloaded] at the last poll
 const upSamples = []; // bytes per second, one per poll
 const downSamples = [];
@@ -329,11 +332,12 @@ async function saveLimits(event) {
 
 async function poll() {
   try {
+    const changesBefore = autostartChanges;
     const [status, autostart] = await Promise.all([invoke('get_status'), invoke('get_autostart')]);
     renderStatus(status);
     renderTotals(status.traffic);
     sample(status);
-    if (document.activeElement !== $('autostart')) $('autostart').checked = autostart;
+    if (autostartChanges === changesBefore) $('autostart').checked = autostart;
     document.body.dataset.ready = 'true';
   } catch (err) {
     showError(err);
@@ -356,9 +360,11 @@ async function init() {
     } catch (err) { showError(err); }
   });
   $('autostart').addEventListener('change', async (e) => {
+    autostartChanges++;
     try {
       e.target.checked = await invoke('set_autostart', { enabled: e.target.checked });
     } catch (err) { showError(err); }
+    autostartChanges++;
   });
   try {
     ecosystemList = await invoke('list_ecosystems');

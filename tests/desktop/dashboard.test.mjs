@@ -1,17 +1,18 @@
 // Drives the real dashboard through tauri-driver + WebKitWebDriver: sets a limit and turns an ecosystem off, then
 // asks the engine (over its control socket and the CLI) whether it applied them. Also checks an invalid limit is
 // refused with the engine's error naming the key, that without a keyring the dashboard shows the warning, and that
-// "All scopes public" next to an npm registry's scope origin marks every scope of it (`<registry>@*`).
+// "All scopes public" next to an npm registry's scope origin marks every scope of it (`<registry>@*`). Then: the
+// dashboard's Start on login and the tray's stay in sync both ways, and the page may call our commands but not the
+// plugins' or Tauri core's (least-privilege capability).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { Builder, By, until, Capabilities } from 'selenium-webdriver';
-import { APP, makeHome, startSession, status, engineConfig, readText, sleep, waitFor, heliaAskMissing } from './lib.mjs';
+import { By, until } from 'selenium-webdriver';
+import { APP, makeHome, startDashboard, status, engineConfig, readText, waitFor, heliaAskMissing, findTrayItem,
+  menuItem, clickMenuItem, dashboardWindow, appPids } from './lib.mjs';
 
-const PORT = 4444 + Math.floor(Math.random() * 1000);
 // A registry the test's config marks public; nothing listens there (the cache entry below is all the engine reads).
 const REGISTRY = 'http://127.0.0.1:4873/';
 
@@ -36,21 +37,7 @@ test('the dashboard sets limits and ecosystems the engine applies', { timeout: 1
   const { env, configDir, home } = makeHome('dashboard');
   appendFileSync(`${configDir}/config.toml`, `[origins]\npublic = ["${REGISTRY}"]\n`);
   cacheNpmTarball(home, `${REGISTRY}@corp/lib/-/lib-1.0.0.tgz`, Buffer.from('a scoped tarball\n'));
-  const session = await startSession(env); // no keyring on this bus
-  t.after(session.close);
-  const driver = spawn('tauri-driver', ['--port', String(PORT), '--native-port', String(PORT + 1)], {
-    env: session.env, stdio: ['ignore', 'inherit', 'inherit'], detached: true,
-  });
-  t.after(() => { try { process.kill(-driver.pid, 'SIGTERM'); } catch { /* gone */ } });
-  await sleep(1000);
-
-  const caps = new Capabilities();
-  caps.setBrowserName('wry');
-  caps.set('tauri:options', { application: APP });
-  const browser = await new Builder().withCapabilities(caps).usingServer(`http://127.0.0.1:${PORT}/`).build();
-  t.after(() => browser.quit().catch(() => {}));
-
-  await browser.wait(until.elementLocated(By.css('body[data-ready="true"]')), 60000);
+  const { session, browser } = await startDashboard(t, env); // no keyring on this bus
   const before = await status(session.env);
   assert.equal(before.paused, false);
   assert.equal(before.identity_storage, 'file');
@@ -140,4 +127,56 @@ test('the dashboard sets limits and ecosystems the engine applies', { timeout: 1
   // Pause from the dashboard reaches the engine.
   await browser.findElement(By.id('pause')).click();
   await waitFor('the engine to pause', async () => (await status(session.env)).paused, 10000);
+});
+
+test('Start on login stays in sync between the dashboard and the tray menu', { timeout: 180000 }, async (t) => {
+  const { env, home } = makeHome('autostart-sync');
+  const { session, browser } = await startDashboard(t, env);
+  const tray = await waitFor('the tray item on the bus', () => findTrayItem(session.env), 60000);
+  const entry = path.join(home, '.config/autostart/pkgseed.desktop');
+  const trayChecked = async () => (await menuItem(session.env, tray, 'Start on login')).toggleState === 1;
+  const box = await browser.findElement(By.id('autostart'));
+  assert.equal(await box.isSelected(), false);
+  assert.equal(await trayChecked(), false);
+  assert.equal(existsSync(entry), false);
+
+  // On in the dashboard: the login item appears and the tray's item is checked.
+  await box.click();
+  await waitFor('the login item', () => existsSync(entry), 10000);
+  await waitFor('the tray item to be checked', trayChecked, 10000);
+
+  // Off in the tray: the login item goes and the dashboard's box is unchecked.
+  await clickMenuItem(session.env, tray, 'Start on login');
+  await waitFor('the login item to go', () => !existsSync(entry), 10000);
+  await waitFor('the dashboard box to be unchecked', async () => !(await box.isSelected()), 10000);
+  assert.equal(await trayChecked(), false);
+});
+
+test('the page can call our commands and nothing else', { timeout: 180000 }, async (t) => {
+  const { env, home } = makeHome('capability');
+  const { session, browser } = await startDashboard(t, env);
+  const entry = path.join(home, '.config/autostart/pkgseed.desktop');
+  // Calls a command from the page as app.js does, and reports what came back.
+  const invoke = (command, args = {}) => browser.executeAsyncScript(`const done = arguments[arguments.length - 1];
+    window.__TAURI__.core.invoke(arguments[0], arguments[1]).then(
+      (value) => done({ value: value ?? null }),
+      (error) => done({ error: typeof error === 'string' ? error : JSON.stringify(error) }));`, command, args);
+
+  // Commands of the plugins and of Tauri's core that the capability does not grant are refused, with no effect.
+  const enable = await invoke('plugin:autostart|enable');
+  assert.match(enable.error ?? '', /not allowed/, `the plugin's own command is refused: ${JSON.stringify(enable)}`);
+  assert.equal(existsSync(entry), false, 'no login item was written');
+  const title = await invoke('plugin:window|set_title', { label: 'dashboard', value: 'hijacked' });
+  assert.match(title.error ?? '', /not allowed/, `a core window command is refused: ${JSON.stringify(title)}`);
+  const [pid] = appPids(APP, home);
+  assert.ok(await dashboardWindow(session.env, pid), 'the window keeps its title');
+  const exit = await invoke('plugin:process|exit', { code: 3 });
+  assert.ok(exit.error, `no process command: ${JSON.stringify(exit)}`);
+  t.diagnostic(`refused: ${enable.error} | ${title.error} | ${exit.error}`);
+
+  // Ours work: the same change through our command is allowed.
+  assert.deepEqual(await invoke('get_autostart'), { value: false });
+  assert.deepEqual(await invoke('set_autostart', { enabled: true }), { value: true });
+  await waitFor('the login item', () => existsSync(entry), 10000);
+  assert.equal((await invoke('get_status')).value.paused, false);
 });

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { existsSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, TARGET, makeHome, startAppInSession, status, waitFor, sleep, menuItems, clickMenuItem, gdbus,
-  execLine } from './lib.mjs';
+  execLine, dashboardWindow } from './lib.mjs';
 
 const run = promisify(execFile);
 const CONF = JSON.parse(readFileSync(path.join(ROOT, 'src-tauri/tauri.conf.json'), 'utf8'));
@@ -51,13 +51,6 @@ async function theDeb() {
   assert.equal(code, 0, 'tauri build --debug --bundles deb');
   console.log(`# built ${path.basename(deb)} in ${Math.round((Date.now() - started) / 1000)} s`);
   return deb;
-}
-
-/** The X window id(s) of the app's dashboard ('' when it has none). */
-async function dashboardWindow(env, pid) {
-  const found = await run('xdotool', ['search', '--all', '--pid', String(pid), '--name', '^pkgseed$'], { env })
-    .catch(() => ({ stdout: '' })); // xdotool exits 1 when nothing matches
-  return found.stdout.trim();
 }
 
 let deb;

@@ -2,12 +2,13 @@
 // over D-Bus (com.canonical.dbusmenu) and the engine's control socket.
 import { spawn, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Builder, By, until, Capabilities } from 'selenium-webdriver';
 
 const run = promisify(execFile);
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -109,6 +110,45 @@ export async function status(env) {
   return JSON.parse(await cli(env, 'status', '--json'));
 }
 
+/** A TCP port free on loopback right now. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The app with its dashboard open, driven through tauri-driver + WebKitWebDriver (selenium), in a new private session
+ * (no keyring) with `env`'s HOME; waits until the page shows its first status. Returns the session (its `env` has the
+ * bus) and the selenium driver; the driver, the app and the session end with the test.
+ */
+export async function startDashboard(t, env) {
+  const session = await startSession(env);
+  t.after(session.close);
+  const [port, nativePort] = [await freePort(), await freePort()];
+  const driver = spawn('tauri-driver', ['--port', String(port), '--native-port', String(nativePort)], {
+    env: session.env, stdio: ['ignore', 'inherit', 'inherit'], detached: true,
+  });
+  t.after(() => { try { process.kill(-driver.pid, 'SIGTERM'); } catch { /* gone */ } });
+  await waitFor('tauri-driver', () => new Promise((resolve) => {
+    const probe = net.createConnection(port, '127.0.0.1', () => { probe.end(); resolve(true); });
+    probe.on('error', () => resolve(false));
+  }), 30000);
+
+  const caps = new Capabilities();
+  caps.setBrowserName('wry');
+  caps.set('tauri:options', { application: APP });
+  const browser = await new Builder().withCapabilities(caps).usingServer(`http://127.0.0.1:${port}/`).build();
+  t.after(() => browser.quit().catch(() => {}));
+  await browser.wait(until.elementLocated(By.css('body[data-ready="true"]')), 60000);
+  return { session, env: session.env, browser };
+}
+
 /**
  * Bitswap traffic with the app, from a Helia peer over loopback (`tests/js/helia-fetch.mjs`): asks the app's node for
  * a block it does not have (a CID of fresh random bytes), so the app receives a want list and answers it.
@@ -126,8 +166,8 @@ export async function heliaAskMissing(env, seconds = 3) {
   return JSON.parse(stdout.trim().split('\n').pop());
 }
 
-/** Polls `fn` until it returns a truthy value, or fails with `what`. */
-export async function waitFor(what, fn, timeoutMs = 60000) {
+/** Polls `fn` (every `intervalMs`) until it returns a truthy value, or fails with `what`. */
+export async function waitFor(what, fn, timeoutMs = 60000, intervalMs = 250) {
   const deadline = Date.now() + timeoutMs;
   let last;
   while (Date.now() < deadline) {
@@ -135,16 +175,19 @@ export async function waitFor(what, fn, timeoutMs = 60000) {
       const value = await fn();
       if (value) return value;
     } catch (err) { last = err; }
-    await sleep(250);
+    await sleep(intervalMs);
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
 }
 
-/** The engine's settings in force, asked over its control socket (what the engine applied, not the file). */
-export function engineConfig(env) {
+/**
+ * One request to the engine's control socket (`{"cmd": ...}`, one JSON line each way), as the CLI sends it: its
+ * `ok` value, or its `{code, message}` error thrown.
+ */
+export function control(env, request) {
   const socket = path.join(env.PKGSEED_DATA_DIR, 'control.sock');
   return new Promise((resolve, reject) => {
-    const conn = net.createConnection(socket, () => conn.write('{"cmd":"config"}\n'));
+    const conn = net.createConnection(socket, () => conn.write(`${JSON.stringify(request)}\n`));
     let data = '';
     conn.on('data', (d) => {
       data += d;
@@ -157,6 +200,9 @@ export function engineConfig(env) {
     conn.on('error', reject);
   });
 }
+
+/** The engine's settings in force, asked over its control socket (what the engine applied, not the file). */
+export const engineConfig = (env) => control(env, { cmd: 'config' });
 
 export async function gdbus(env, ...args) {
   const { stdout } = await run('gdbus', ['call', '--session', ...args], { env, timeout: 10000 });
@@ -195,10 +241,16 @@ export async function menuItems(env, [name, itemPath]) {
   return items;
 }
 
-/** Clicks a menu item, as a panel does. */
-export async function clickMenuItem(env, tray, label) {
+/** The menu item labelled `label`, as {id, label, toggleState}. */
+export async function menuItem(env, tray, label) {
   const item = (await menuItems(env, tray)).find((i) => i.label === label);
   if (!item) throw new Error(`no menu item ${label}`);
+  return item;
+}
+
+/** Clicks a menu item (its label, or an item `menuItem` found), as a panel does. */
+export async function clickMenuItem(env, tray, labelOrItem) {
+  const item = typeof labelOrItem === 'string' ? await menuItem(env, tray, labelOrItem) : labelOrItem;
   await gdbus(env, '--dest', tray[0], '--object-path', `${tray[1]}/Menu`, '--method', 'com.canonical.dbusmenu.Event', '--',
     String(item.id), 'clicked', '<int32 0>', '0');
   return item;
@@ -209,6 +261,43 @@ export async function trayProperty(env, [name, itemPath], property) {
     'org.freedesktop.DBus.Properties.Get', 'org.kde.StatusNotifierItem', property);
   const m = /<'([^']*)'>/.exec(out);
   return m ? m[1] : out.trim();
+}
+
+/**
+ * The X window ids of the app's dashboard (a window of `pid` titled with the product name), '' when it has none.
+ * Unmapped windows are found too: a hidden dashboard is not a closed one.
+ */
+export async function dashboardWindow(env, pid) {
+  const found = await run('xdotool', ['search', '--all', '--pid', String(pid), '--name', '^pkgseed$'], { env })
+    .catch(() => ({ stdout: '' })); // xdotool exits 1 when nothing matches
+  return found.stdout.trim();
+}
+
+/**
+ * Closes windows (ids as `dashboardWindow` lists them) as the user does from the title bar: the client message a
+ * window manager sends, WM_DELETE_WINDOW (`wm-close.py`), which each window must list in its WM_PROTOCOLS (a window
+ * manager kills the client of a window that does not).
+ */
+export async function closeWindowAsUser(env, windowIds) {
+  const ids = windowIds.split(/\s+/).filter(Boolean);
+  for (const id of ids) {
+    const { stdout } = await run('xprop', ['-id', id, 'WM_PROTOCOLS'], { env, timeout: 10000 });
+    if (!/\bWM_DELETE_WINDOW\b/.test(stdout)) throw new Error(`window ${id} does not take WM_DELETE_WINDOW: ${stdout}`);
+  }
+  await run('python3', [path.join(ROOT, 'tests/desktop/wm-close.py'), ...ids], { env, timeout: 10000 });
+}
+
+/** The pids of the running processes of `bin` whose HOME is `home`: this test's instances of the app. */
+export function appPids(bin, home) {
+  const pids = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/exe`) !== path.resolve(bin)) continue;
+      if (readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').includes(`HOME=${home}`)) pids.push(Number(entry));
+    } catch { /* gone (or a zombie), or not ours */ }
+  }
+  return pids;
 }
 
 /** The colour of a pixel of a PNG (ImageMagick), as "r,g,b". */
