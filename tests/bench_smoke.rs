@@ -17,6 +17,7 @@ const ROWS: &[&str] = &[
     "first scan, ",
     "first scan: CPU s / peak RSS MB",
     "restart to serving",
+    "restart: startup scan re-checked every file",
     "new artifact written -> served",
     "idle over",
     "daemon index on disk per seeded byte",
@@ -107,7 +108,7 @@ fn bench_prints_every_row_with_sane_figures() {
         // Throughputs, times, sizes and RSS are positive; only the rehash count and idle CPU may be zero.
         assert_sane(row, find(row), row.starts_with("idle over"));
     }
-    let restart = find("restart to serving");
+    let restart = find("restart: startup scan re-checked every file");
     assert!(
         restart.contains("(0)"),
         "a restart rehashed files: {restart}"

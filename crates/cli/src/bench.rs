@@ -165,15 +165,25 @@ fn daemon_rows(f: &crate::bench_daemon::DaemonFigures) -> Vec<Row> {
             ratio: "-".into(),
         },
         Row {
-            measurement: "restart to serving: wall s (files rehashed)".into(),
+            measurement: "restart to serving: wall s (an indexed artifact fetched)".into(),
+            value: format!("{:.2}", f.restart_to_serving_secs),
+            baseline: format!("{:.2} (first scan)", f.scan_wall_secs),
+            ratio: format!(
+                "{:.3}x; goal <= 1 s",
+                f.restart_to_serving_secs / f.scan_wall_secs
+            ),
+        },
+        Row {
+            measurement: "restart: startup scan re-checked every file: wall s (files rehashed)"
+                .into(),
             value: format!(
                 "{:.2} ({})",
-                f.restart_to_serving_secs, f.restart_files_hashed
+                f.restart_to_rescan_done_secs, f.restart_files_hashed
             ),
             baseline: format!("{:.2} (first scan)", f.scan_wall_secs),
             ratio: format!(
-                "{:.3}x; goal <= 1 s, 0 rehashed",
-                f.restart_to_serving_secs / f.scan_wall_secs
+                "{:.3}x; goal 0 rehashed",
+                f.restart_to_rescan_done_secs / f.scan_wall_secs
             ),
         },
         Row {

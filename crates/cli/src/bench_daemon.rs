@@ -30,7 +30,10 @@ pub struct DaemonFigures {
     pub scan_cpu_secs: f64,
     pub scan_peak_rss_bytes: u64,
     pub sha256_secs: f64,
+    /// Spawn → an indexed artifact's bytes came back from the restarted daemon (its local gateway, loopback).
     pub restart_to_serving_secs: f64,
+    /// Spawn → the startup scan re-checked every indexed file (`first_scan_done`).
+    pub restart_to_rescan_done_secs: f64,
     pub restart_files_hashed: u64,
     pub new_artifact_latency_secs: f64,
     pub idle_cpu_percent: f64,
@@ -67,11 +70,16 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
     }
     let index_disk_bytes = status["index_disk_bytes"].as_u64().unwrap_or(0);
 
-    // 2. New artifact → served.
+    // 2. New artifact → served. A single-chunk file: its root CID is the raw CID of its sha256.
+    let new_crate_bytes = pseudo_random_bytes(options.seed ^ 0xfeed, 40_000);
+    let new_crate_cid = pkgseed_unixfs::checksum_cid(
+        pkgseed_unixfs::DigestAlgo::Sha256,
+        &sha2::Sha256::digest(&new_crate_bytes),
+    )?
+    .to_string();
     let new_crate_latency = {
-        let bytes = pseudo_random_bytes(options.seed ^ 0xfeed, 40_000);
         let started = Instant::now();
-        write_crate(&cargo_home, "bench-new-artifact", "1.0.0", &bytes)?;
+        write_crate(&cargo_home, "bench-new-artifact", "1.0.0", &new_crate_bytes)?;
         wait_for(&data_dir, Duration::from_secs(30), |s| {
             s["ecosystems"]["cargo"]["artifacts"].as_u64() == Some(seeded + 1)
         })?;
@@ -85,13 +93,30 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
     let idle_rss_bytes = current_rss_bytes(pid)?;
     stop(&mut daemon);
 
-    // 4. Restart to serving.
+    // 4. Restart: to serving (the indexed artifact's bytes fetched), then to the startup scan's end.
     let started = Instant::now();
     let mut daemon = env.spawn()?;
+    let status = wait_for(&data_dir, Duration::from_secs(60), |s| {
+        s["gateway"]["listen_addr"].is_string()
+    })?;
+    let gateway = status["gateway"]["listen_addr"]
+        .as_str()
+        .context("gateway address")?
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while gateway_raw_block(&gateway, &new_crate_cid).ok().as_deref()
+        != Some(new_crate_bytes.as_slice())
+    {
+        if Instant::now() > deadline {
+            bail!("the restarted daemon did not serve {new_crate_cid}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let restart_to_serving_secs = started.elapsed().as_secs_f64();
     let status = wait_for(&data_dir, Duration::from_secs(600), |s| {
         s["first_scan_done"] == true
     })?;
-    let restart_to_serving_secs = started.elapsed().as_secs_f64();
+    let restart_to_rescan_done_secs = started.elapsed().as_secs_f64();
     let restart_files_hashed = status["files_hashed"].as_u64().unwrap_or(u64::MAX);
     stop(&mut daemon);
 
@@ -103,6 +128,7 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
         scan_peak_rss_bytes,
         sha256_secs,
         restart_to_serving_secs,
+        restart_to_rescan_done_secs,
         restart_files_hashed,
         new_artifact_latency_secs: new_crate_latency,
         idle_cpu_percent,
@@ -217,6 +243,31 @@ pub(crate) fn wait_for(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// One block from the daemon's local trustless gateway (`GET /ipfs/{cid}?format=raw`, HTTP/1.1 on loopback): the
+/// body of a 200 answer, an error otherwise.
+fn gateway_raw_block(addr: &str, cid: &str) -> Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET /ipfs/{cid}?format=raw HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let head_end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of the HTTP head")?;
+    if !answer.starts_with(b"HTTP/1.1 200 ") {
+        bail!(
+            "gateway answered {}",
+            String::from_utf8_lossy(&answer[..head_end.min(40)])
+        );
+    }
+    Ok(answer.split_off(head_end + 4))
 }
 
 pub(crate) fn proc_status_kib(pid: u32, key: &str) -> Result<u64> {

@@ -70,6 +70,9 @@ pub struct DhtShared {
     pub state: Mutex<AnnounceState>,
     pub inflight: AtomicUsize,
     pub wake: Notify,
+    /// Keys were handed over while the routing table was empty: they were held back (a provide query without
+    /// peers can only fail, after walking the whole empty table) until a peer enters it.
+    pub waiting_for_peers: AtomicBool,
     /// Where the last-provided times are kept (set by the engine; none: nothing survives a restart).
     pub history_path: Mutex<Option<PathBuf>>,
 }
@@ -211,6 +214,9 @@ impl DhtBehaviour {
                 self.shared.enqueue(cids);
             }
             DhtCommand::Provide(cids) => {
+                // Offline, or no DHT peer known yet: only the local records (they answer peers that ask us); the
+                // network part waits until a peer enters the routing table (`RoutingUpdated`).
+                let without_peers = self.routing_table_is_empty();
                 for cid in cids {
                     {
                         let st = self.shared.state.lock().unwrap();
@@ -218,6 +224,13 @@ impl DhtBehaviour {
                             tracing::warn!(%cid, "provided-key limit ({MAX_PROVIDED_KEYS}) reached; not announcing");
                             continue;
                         }
+                    }
+                    if without_peers {
+                        self.store_own_records(&[cid]);
+                        let mut st = self.shared.state.lock().unwrap();
+                        st.provided.held_without_peers(cid, unix_now_secs());
+                        self.shared.waiting_for_peers.store(true, Ordering::SeqCst);
+                        continue;
                     }
                     match self.kad.start_providing(key(&cid)) {
                         Ok(id) => {
@@ -328,6 +341,10 @@ impl DhtBehaviour {
         }
     }
 
+    fn routing_table_is_empty(&mut self) -> bool {
+        self.kad.kbuckets().all(|bucket| bucket.num_entries() == 0)
+    }
+
     fn on_kad_event(&mut self, event: kad::Event) {
         match event {
             kad::Event::OutboundQueryProgressed {
@@ -351,6 +368,22 @@ impl DhtBehaviour {
                             Err(e) => tracing::debug!(%cid, "provide query: {e}"),
                         }
                     }
+                }
+            }
+            kad::Event::RoutingUpdated { .. } => {
+                if self.shared.waiting_for_peers.swap(false, Ordering::SeqCst) {
+                    let held = self
+                        .shared
+                        .state
+                        .lock()
+                        .unwrap()
+                        .provided
+                        .take_without_peers();
+                    tracing::debug!(
+                        keys = held.len(),
+                        "a DHT peer is known: providing the keys held back"
+                    );
+                    self.shared.enqueue(held);
                 }
             }
             kad::Event::UnroutablePeer { peer } => {
@@ -602,8 +635,55 @@ mod tests {
     fn behaviour(public: bool) -> (DhtBehaviour, Arc<DhtShared>) {
         let shared = Arc::new(DhtShared::default());
         let (_commands, rx) = mpsc::unbounded();
-        let dht = DhtBehaviour::new(PeerId::random(), !public, public, rx, shared.clone());
+        let mut dht = DhtBehaviour::new(PeerId::random(), !public, public, rx, shared.clone());
+        // One DHT peer in the routing table, so provide queries can start.
+        dht.kad.add_address(
+            &PeerId::random(),
+            "/ip4/192.0.2.1/tcp/4001".parse().unwrap(),
+        );
         (dht, shared)
+    }
+
+    #[tokio::test]
+    async fn without_dht_peers_only_the_local_record_is_stored_until_a_peer_is_known() {
+        let shared = Arc::new(DhtShared::default());
+        let (_commands, rx) = mpsc::unbounded();
+        let local = PeerId::random();
+        let mut dht = DhtBehaviour::new(local, true, false, rx, shared.clone());
+        dht.on_command(DhtCommand::Provide(vec![cid(1), cid(2)]));
+        assert!(dht.provide_queries.is_empty(), "no query without peers");
+        assert!(shared.waiting_for_peers.load(Ordering::SeqCst));
+        assert!(queued(&shared).is_empty());
+        assert_eq!(shared.state.lock().unwrap().provided.len(), 2);
+        let providers = dht.kad.store_mut().providers(&key(&cid(1)));
+        assert_eq!(providers.len(), 1);
+        assert_eq!(providers[0].provider, local);
+        // A peer enters the table: the held keys are queued once, and their queries start.
+        let peer = PeerId::random();
+        let addr: Multiaddr = "/ip4/192.0.2.1/tcp/4001".parse().unwrap();
+        dht.kad.add_address(&peer, addr.clone());
+        let routing_updated = loop {
+            match std::future::poll_fn(|cx| std::task::Poll::Ready(dht.kad.poll(cx))).await {
+                std::task::Poll::Ready(ToSwarm::GenerateEvent(
+                    event @ kad::Event::RoutingUpdated { .. },
+                )) => break event,
+                std::task::Poll::Ready(_) => continue,
+                std::task::Poll::Pending => panic!("no RoutingUpdated event"),
+            }
+        };
+        dht.on_kad_event(routing_updated);
+        assert!(!shared.waiting_for_peers.load(Ordering::SeqCst));
+        let again = queued(&shared);
+        assert_eq!(again, HashSet::from([cid(1), cid(2)]));
+        dht.on_command(DhtCommand::Provide(again.into_iter().collect()));
+        assert_eq!(dht.provide_queries.len(), 2);
+        assert!(shared
+            .state
+            .lock()
+            .unwrap()
+            .provided
+            .take_without_peers()
+            .is_empty());
     }
 
     #[tokio::test]

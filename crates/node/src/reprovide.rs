@@ -45,6 +45,8 @@ struct KeyTimes {
     due_secs: u64,
     /// Handed over while no external address was confirmed: its records went out without addresses.
     without_addrs: bool,
+    /// Held back while the routing table was empty (only the local record is stored): provided once a peer is.
+    without_peers: bool,
 }
 
 /// Every provided key with its times, plus the history loaded at start that keys not yet announced can claim.
@@ -109,6 +111,7 @@ impl Schedule {
                 last_ok_secs,
                 due_secs,
                 without_addrs: false,
+                without_peers: false,
             },
         );
         true
@@ -123,6 +126,22 @@ impl Schedule {
                 last_ok_secs,
                 due_secs: now_secs.saturating_add(REPROVIDE_INTERVAL.as_secs()),
                 without_addrs: !with_addrs,
+                without_peers: false,
+            },
+        );
+    }
+
+    /// No DHT peer to provide `cid` to (the routing table is empty): only its local record is stored. Due again as
+    /// after a failed query, and provided at once when a peer enters the table ([`Schedule::take_without_peers`]).
+    pub fn held_without_peers(&mut self, cid: Cid, now_secs: u64) {
+        let last_ok_secs = self.keys.get(&cid).map_or(0, |t| t.last_ok_secs);
+        self.set(
+            cid,
+            KeyTimes {
+                last_ok_secs,
+                due_secs: now_secs.saturating_add(RETRY_AFTER_FAILURE.as_secs()),
+                without_addrs: false,
+                without_peers: true,
             },
         );
     }
@@ -181,13 +200,18 @@ impl Schedule {
     /// Keys whose records went out without our addresses (handed over before the first external address was
     /// confirmed); they are no longer marked so, and their queries go again once.
     pub fn take_without_addrs(&mut self) -> Vec<Cid> {
+        self.take_marked(|t| &mut t.without_addrs)
+    }
+
+    /// Keys held back while the routing table was empty; they are no longer marked so, and are provided now.
+    pub fn take_without_peers(&mut self) -> Vec<Cid> {
+        self.take_marked(|t| &mut t.without_peers)
+    }
+
+    fn take_marked(&mut self, mark: fn(&mut KeyTimes) -> &mut bool) -> Vec<Cid> {
         self.keys
             .iter_mut()
-            .filter(|(_, t)| t.without_addrs)
-            .map(|(cid, t)| {
-                t.without_addrs = false;
-                *cid
-            })
+            .filter_map(|(cid, t)| std::mem::take(mark(t)).then_some(*cid))
             .collect()
     }
 
