@@ -437,7 +437,7 @@ fn ls_paths(env: &TestEnv) -> HashMap<String, String> {
 fn crash_safety_kill_9() {
     let long = faults::long_tests();
     let kills = if long { 20 } else { 3 };
-    let n = if long { 400 } else { 60 };
+    let n = if long { 400 } else { 100 };
     let mut rng = Rng::new(0xc4a5_0007);
     let env = TestEnv::new("crash");
     let planted = plant_many(&env, &mut rng, n, "crash");
@@ -452,15 +452,15 @@ fn crash_safety_kill_9() {
     let mut durable: Vec<String> = Vec::new();
     for round in 0..kills {
         // This start hashes the files not durable yet. Kill once it has hashed a random number of them (plus up to
-        // 5 ms, in which a few more small files may be hashed): this round and each later one keep a reserve of
-        // files, so the kill lands while the scan still runs. Batches are committed every 16 files or 250 ms, so
-        // some kills come after commits and later rounds continue from them.
+        // 2 ms): at most an equal share of what is left after reserves for the files hashed between the log line
+        // and the kill (up to 11 small files were seen; 8 reserved per later round, 16 for the last), so the kill
+        // lands while the scan still runs, the last round included. Batches are committed every 16 files or
+        // 250 ms, so some kills come after commits and later rounds continue from them.
         let remaining = (n - durable.len()) as u64;
         let rounds_left = (kills - round) as u64;
-        const RESERVE_FILES: u64 = 6;
-        let available = remaining.saturating_sub(RESERVE_FILES * rounds_left);
-        let target = rng.range(1, (available * 2 / (rounds_left + 1)).max(2)) as usize;
-        let extra = Duration::from_millis(rng.range(0, 5));
+        let available = remaining.saturating_sub(16 + 8 * (rounds_left - 1));
+        let target = rng.range(1, (available / rounds_left).max(2)) as usize;
+        let extra = Duration::from_millis(rng.range(0, 2));
         let mut d = faults::RawDaemon::spawn(
             &env,
             &format!("scan-{round}"),
