@@ -380,6 +380,39 @@ fn durable_index(env: &TestEnv, expected: &HashMap<String, String>, label: &str)
     paths
 }
 
+/// The `field` of every daemon log line whose message is `message` (ANSI colours stripped), in order: e.g. the
+/// paths of `hashed` lines.
+fn log_values(log: &str, message: &str, field: &str) -> Vec<String> {
+    let prefix = format!("{field}=");
+    log.lines()
+        .map(strip_ansi)
+        .filter(|line| line.contains(&format!(": {message} ")))
+        .filter_map(|line| {
+            line.split_whitespace()
+                .find_map(|word| word.strip_prefix(&prefix))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// `line` without its ANSI escape sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `ls --json` as path → CID, checked for duplicates.
 fn ls_paths(env: &TestEnv) -> HashMap<String, String> {
     let ls = env.pkgseed_json(&["ls", "--json"]);
@@ -404,7 +437,7 @@ fn ls_paths(env: &TestEnv) -> HashMap<String, String> {
 fn crash_safety_kill_9() {
     let long = faults::long_tests();
     let kills = if long { 20 } else { 3 };
-    let n = if long { 200 } else { 60 };
+    let n = if long { 400 } else { 100 };
     let mut rng = Rng::new(0xc4a5_0007);
     let env = TestEnv::new("crash");
     let planted = plant_many(&env, &mut rng, n, "crash");
@@ -413,58 +446,71 @@ fn crash_safety_kill_9() {
         .map(|(p, cid)| (p.path.display().to_string(), cid.clone()))
         .collect();
 
-    // 1. During the first scan: kill at a random moment, see what is durable, restart from there.
+    // 1. During the first scan: kill at a random moment while files are still being hashed, see what is durable,
+    // restart from there. The daemon logs each file it hashes (`hashed`, debug level of the indexer), from its
+    // first moment on (the scan starts before the control socket answers, so `status` would see it late).
     let mut durable: Vec<String> = Vec::new();
-    let mut mid_scan = 0;
     for round in 0..kills {
-        let mut d = faults::RawDaemon::spawn(&env, "scan", &[]);
-        // Kill once the scan has processed a random number of files (polled through `status`).
-        let target = rng.range(1, n as u64);
+        // This start hashes the files not durable yet. Kill once it has hashed a random number of them (plus up to
+        // 2 ms): at most an equal share of what is left after reserves for the files hashed between the log line
+        // and the kill (up to 11 small files were seen; 8 reserved per later round, 16 for the last), so the kill
+        // lands while the scan still runs, the last round included. Batches are committed every 16 files or
+        // 250 ms, so some kills come after commits and later rounds continue from them.
+        let remaining = (n - durable.len()) as u64;
+        let rounds_left = (kills - round) as u64;
+        let available = remaining.saturating_sub(16 + 8 * (rounds_left - 1));
+        let target = rng.range(1, (available / rounds_left).max(2)) as usize;
+        let extra = Duration::from_millis(rng.range(0, 2));
+        let mut d = faults::RawDaemon::spawn(
+            &env,
+            &format!("scan-{round}"),
+            &[("PKGSEED_LOG", "info,pkgseed_engine::indexer=debug")],
+        );
         let spawned = Instant::now();
-        faults::wait_status(&env, Duration::from_secs(60));
-        pkgseed_e2e::poll(Duration::from_secs(120), Duration::from_millis(20), || {
-            let s = pkgseed_e2e::status(&env);
-            (s["scan"]["files_done"].as_u64().unwrap_or(0) >= target
-                || s["first_scan_done"] == true)
-                .then_some(())
-        });
-        let delay = spawned.elapsed();
-        // What the daemon has hashed since this start and what it lists, just before the kill.
-        let probe = env.pkgseed_run(&["status", "--json"]);
-        let listed = if probe.success() {
-            Some(ls_paths(&env))
-        } else {
-            None
-        };
-        let listed_len = listed.as_ref().map_or(0, |l| l.len());
+        pkgseed_e2e::poll(Duration::from_secs(120), Duration::from_millis(1), || {
+            (log_values(&d.stderr(), "hashed", "path").len() >= target).then_some(())
+        })
+        .unwrap_or_else(|| panic!("round {round}: {target} files not hashed within 120 s"));
+        std::thread::sleep(extra);
         d.kill9();
-        if let (Some(listed), Ok(status)) = (
-            listed,
-            serde_json::from_str::<serde_json::Value>(probe.stdout.trim()),
-        ) {
-            let hashed = status["files_hashed"].as_u64().unwrap();
-            // Hashed during the scan, waiting in its write batch (read after `files_hashed`).
-            let pending = status["index_writes_pending"].as_u64().unwrap();
-            let new_since_durable = listed.keys().filter(|p| !durable.contains(p)).count() as u64;
-            // Only files not durable before this start were hashed (+ the scan's write batch not yet committed,
-            // + 1 being hashed).
-            assert!(
-                hashed <= new_since_durable + pending + 1,
-                "round {round}: {hashed} files hashed ({pending} pending), but only {new_since_durable} were not durably indexed before"
-            );
-            for p in &durable {
-                assert!(
-                    listed.contains_key(p),
-                    "round {round}: durable artifact {p} lost after restart"
-                );
-            }
-        }
+        let delay = spawned.elapsed();
+        let log = d.stderr();
+        let hashed = log_values(&log, "hashed", "path");
         let now = durable_index(&env, &expected, &format!("scan round {round}"));
-        if listed_len > 0 && listed_len < n {
-            mid_scan += 1;
+        for p in &durable {
+            assert!(
+                now.contains(p),
+                "round {round}: durable artifact {p} lost by the kill"
+            );
         }
+        // Nothing durable before this start was hashed again.
+        for p in &hashed {
+            assert!(
+                !durable.contains(p),
+                "round {round}: {p} was durably indexed before this start and was hashed again"
+            );
+        }
+        // What the daemon announced as seeding was committed first.
+        let seeded = log_values(&log, "seeding", "name");
+        for name in &seeded {
+            assert!(
+                now.iter()
+                    .any(|p| p.ends_with(&format!("/{name}-1.2.3.crate"))),
+                "round {round}: {name} was logged as seeding but is not durable"
+            );
+        }
+        // Mid-scan: files were being hashed and the scan had not finished (a finished scan is flushed: all n
+        // durable).
+        assert!(
+            !hashed.is_empty() && now.len() < n,
+            "round {round}: the kill did not land mid-scan ({} hashed, {} of {n} durable)",
+            hashed.len(),
+            now.len()
+        );
         eprintln!(
-            "scan kill {round}: after {delay:?}, {listed_len} of {n} indexed before the kill, {} of {n} durable",
+            "scan kill {round}: after {delay:?}, {} hashed (target {target} of {remaining} not durable), {} seeding logged, {} of {n} durable",
+            hashed.len(),
+            seeded.len(),
             now.len()
         );
         durable = now;
@@ -496,7 +542,7 @@ fn crash_safety_kill_9() {
         n,
         "a completed first scan is durable (flushed)"
     );
-    eprintln!("scan kills: {kills}, {mid_scan} landed mid-scan; final start hashed {hashed} files");
+    eprintln!("scan kills: {kills}, all landed mid-scan; final start hashed {hashed} files");
 
     // 2. During serving: a Helia peer fetches everything at once and the daemon dies at a random moment.
     let all_cids: Vec<String> = planted.iter().map(|(_, c)| c.clone()).collect();
@@ -575,6 +621,169 @@ fn crash_safety_kill_9() {
         );
     }
     drop(d);
+}
+
+/// Confinement end to end: next to a public crate, crates whose index cache entry is valid but whose file is a
+/// symlink out of the root, a hard link to a file outside the root (with the listed bytes: only the link rule stops
+/// it), a 1 TiB sparse file, a character device (1:3, like /dev/null; skipped only where mknod gets EPERM) and a
+/// FIFO. None is listed; at the default log level the daemon's stderr names each path with its reason exactly once,
+/// and a full rescan (which looks at every path again) logs none of them again. pkgseed's store is on: its own
+/// hard link to the public crate is accounted for, so the rescan keeps that crate.
+#[test]
+fn confinement_refusals_are_logged_once() {
+    let mut rng = Rng::new(0xc0f1_0007);
+    let env = TestEnv::new("confine");
+    env.write_pkgseed_config(&[], &[]);
+    let config = env.config_dir.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[limits]\nkeep_evicted_artifacts = true\n");
+    std::fs::write(&config, text).unwrap();
+    let outside = env.root_path.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let mut plant = |name: &str, size: usize| {
+        faults::plant_crate(
+            &env.cargo_home,
+            PUBLIC_ORIGIN,
+            name,
+            "1.0.0",
+            rng.bytes(size),
+        )
+    };
+    let good = plant("good-crate", 300 * 1024);
+    let mut refused: Vec<(PathBuf, &str)> = Vec::new();
+
+    let escaping = plant("escaping-crate", 10_000);
+    let moved = outside.join("escaping.crate");
+    std::fs::rename(&escaping.path, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &escaping.path).unwrap();
+    refused.push((
+        escaping.path,
+        "not a regular file but a symlink (never followed)",
+    ));
+
+    let linked = plant("linked-crate", 10_000);
+    let private = outside.join("linked.crate");
+    std::fs::rename(&linked.path, &private).unwrap();
+    std::fs::hard_link(&private, &linked.path).unwrap();
+    refused.push((
+        linked.path,
+        "hard-linked: 2 links where pkgseed accounts for 1",
+    ));
+
+    let sparse = plant("sparse-crate", 10_000);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&sparse.path)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    refused.push((sparse.path, "sparse: "));
+
+    let fifo = plant("fifo-crate", 10_000);
+    std::fs::remove_file(&fifo.path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo.path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    refused.push((fifo.path, "not a regular file but a FIFO"));
+
+    let device = plant("device-crate", 10_000);
+    std::fs::remove_file(&device.path).unwrap();
+    let made = std::process::Command::new("mknod")
+        .arg(&device.path)
+        .args(["c", "1", "3"])
+        .output()
+        .unwrap();
+    if made.status.success() {
+        refused.push((device.path, "not a regular file but a character device"));
+    } else {
+        let err = String::from_utf8_lossy(&made.stderr);
+        assert!(
+            err.contains("Operation not permitted"),
+            "mknod failed otherwise: {err}"
+        );
+        eprintln!("SKIPPED the device case: mknod needs CAP_MKNOD here (EPERM): {err}");
+    }
+
+    let daemon = Daemon::start(&env, "confine");
+    wait_first_scan(&env, Duration::from_secs(60));
+    let good_cid = faults::wait_listed(
+        &env,
+        std::slice::from_ref(&good.path),
+        Duration::from_secs(30),
+    )[&good.path]
+        .clone();
+    let stored = env.data_dir.join("store").join(&good_cid);
+    let links = pkgseed_e2e::poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&good.path)
+            .ok()
+            .filter(|_| stored.exists())
+            .map(|m| m.nlink())
+    });
+    assert_eq!(
+        links,
+        Some(2),
+        "the store links the public crate: its own name plus the store's link"
+    );
+    let only_good = || {
+        let listed = ls_paths(&env);
+        assert_eq!(
+            listed.keys().collect::<Vec<_>>(),
+            vec![&good.path.display().to_string()],
+            "only the regular, unlinked, dense crate may be listed"
+        );
+    };
+    only_good();
+    let logged = |path: &PathBuf, reason: &str| {
+        let stderr = std::fs::read_to_string(&daemon.stderr_path).unwrap();
+        let path = path.display().to_string();
+        stderr
+            .lines()
+            .filter(|line| {
+                line.contains("refused") && line.contains(&path) && line.contains(reason)
+            })
+            .count()
+    };
+    for (path, reason) in &refused {
+        let lines = pkgseed_e2e::poll(Duration::from_secs(10), Duration::from_millis(100), || {
+            Some(logged(path, reason)).filter(|&n| n > 0)
+        });
+        assert_eq!(
+            lines,
+            Some(1),
+            "{}: the refusal ({reason}) must be logged once at the default level",
+            path.display()
+        );
+    }
+
+    // A full scan looks at every path again (its progress restarts: nothing is hashed, so `bytes_hashed` is 0
+    // when it is done, where the first scan hashed the good crate).
+    env.pkgseed_run(&["scan"]).expect_success("pkgseed scan");
+    pkgseed_e2e::poll(Duration::from_secs(60), Duration::from_millis(100), || {
+        let scan = &pkgseed_e2e::status(&env)["scan"];
+        (scan["bytes_hashed"] == 0
+            && scan["files_total"].as_u64() >= Some(refused.len() as u64 + 1)
+            && scan["files_done"] == scan["files_total"])
+            .then_some(())
+    })
+    .expect("the rescan did not finish within 60 s");
+    only_good();
+    assert_eq!(
+        logged(&good.path, ""),
+        0,
+        "the store's link to the public crate is accounted for"
+    );
+    for (path, reason) in &refused {
+        assert_eq!(
+            logged(path, reason),
+            1,
+            "{}: logged again by the rescan",
+            path.display()
+        );
+    }
+    drop(daemon);
 }
 
 /// The control socket is 0600 inside a 0700 data dir and refused to another user (run as `nobody` through

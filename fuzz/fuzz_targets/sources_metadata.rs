@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let text = String::from_utf8_lossy(input);
-    match which % 24 {
+    match which % 26 {
         0 => {
             let _ = s::npm::parse_index_bucket(input);
         }
@@ -85,8 +85,29 @@ fuzz_target!(|data: &[u8]| {
         22 => {
             let _ = s::yarn::parse_yarn_metadata(input);
         }
-        _ => {
+        23 => {
             let _ = s::zipread::read_zip_entries(input, &|_| true, 1 << 20);
+        }
+        24 => {
+            // Gradle's `resource-at-url.bin`: the first line is the Maven path looked for, the rest the file.
+            let (maven_path, bin) = split_first_line(input);
+            let _ = s::gradle::repository_urls_in(bin, &String::from_utf8_lossy(maven_path));
+        }
+        _ => {
+            // Maven's `_remote.repositories`: the first line is the file name looked up, the rest the file.
+            let (file, rest) = split_first_line(input);
+            let _ = s::maven::remote_repo_id(
+                &String::from_utf8_lossy(rest),
+                &String::from_utf8_lossy(file),
+            );
         }
     }
 });
+
+/// `(first line, the rest)` of `input`, split at the first `\n`.
+fn split_first_line(input: &[u8]) -> (&[u8], &[u8]) {
+    match input.iter().position(|&b| b == b'\n') {
+        Some(at) => (&input[..at], &input[at + 1..]),
+        None => (input, &[]),
+    }
+}

@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     pub first_scan_done: AtomicBool,
     pub scan: Mutex<ScanProgress>,
     pub found: Mutex<FoundFiles>,
+    /// Paths refused for confinement, with the reason last logged (logged once per path and reason).
+    pub refusals: indexer::RefusalLog,
     pub work: mpsc::UnboundedSender<Work>,
     pub events: broadcast::Sender<EngineEvent>,
 }
@@ -174,6 +176,8 @@ impl Engine {
         let (work_tx, work_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
         let artifact_store = Arc::new(crate::artifact_store::ArtifactStore::open(&dirs.data_dir));
+        // Its links are the one kind of hard link a cache file may have besides its own name.
+        index.account_own_links_in(artifact_store.dir());
         let store = Arc::new(crate::store::IndexBlockStore::new(
             index.clone(),
             work_tx.clone(),
@@ -219,6 +223,7 @@ impl Engine {
             first_scan_done: AtomicBool::new(false),
             scan: Mutex::new(ScanProgress::default()),
             found: Mutex::new(FoundFiles::default()),
+            refusals: Default::default(),
             work: work_tx,
             events,
         });

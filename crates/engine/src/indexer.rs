@@ -1,14 +1,19 @@
 //! What happens to one path: ask its source what it is, apply the provenance gate, and for a public artifact read
 //! it ONCE to get both the registry checksum check and the UnixFS DAG, then record its block map in the index and
 //! queue its root and checksum CIDs for announcement. Also full scans and withdrawals. An artifact that is a byte
-//! range of its file (pip's pre-23.3 inline bodies) is read, hashed and recorded as that range only.
+//! range of its file (pip's pre-23.3 inline bodies) is read, hashed and recorded as that range only. A path that
+//! breaks the confinement rules (docs/reliability.md) is refused before any source or hash reads it, and the reason
+//! is logged once per path.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 
 use pkgseed_index::{ArtifactId, ArtifactRecord, ContentRange, FileStamp};
-use pkgseed_sources::{ArtifactIdentity, ByteRange, CacheSource, ChecksumAlgo, Provenance};
+use pkgseed_sources::{
+    ArtifactIdentity, ByteRange, CacheSource, ChecksumAlgo, NotAnArtifact, Provenance,
+};
 use pkgseed_unixfs::{BlockKind, DigestAlgo, PlannedBlock, MAX_BLOCK_BYTES};
 
 use crate::engine::{announced_cids, Shared};
@@ -23,13 +28,58 @@ pub(crate) enum Outcome {
     Seeded { hashed_bytes: u64 },
     /// Recognised but not seeded (private, unknown, partial, corrupt, changed while read).
     NotSeeded(String),
+    /// Refused by the confinement rules (outside the cache root, not a regular file, a hard link pkgseed does not
+    /// account for, an enormous sparse file): not read at all.
+    Refused(String),
     /// Not a path any source knows.
     Ignored,
     /// The file is gone.
     Gone,
 }
 
+/// Confinement refusals already logged, per path with its reason: each is logged once at warn (a rescan or another
+/// event on the same path logs nothing new), again only when the reason changes; forgotten when the path is looked
+/// at and not refused.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalLog(Mutex<HashMap<PathBuf, String>>);
+
+impl RefusalLog {
+    fn note(&self, path: &Path, reason: &str) {
+        let mut logged = self.0.lock().unwrap();
+        if logged.get(path).map(String::as_str) != Some(reason) {
+            tracing::warn!(path = %path.display(), %reason, "refused: not read, not seeded");
+            logged.insert(path.to_path_buf(), reason.to_string());
+        }
+    }
+
+    fn forget(&self, path: &Path) {
+        self.0.lock().unwrap().remove(path);
+    }
+}
+
 pub(crate) fn process_path(shared: &Shared, path: &Path) -> Outcome {
+    let outcome = look_at_path(shared, path);
+    if !matches!(outcome, Outcome::Refused(_)) {
+        shared.refusals.forget(path);
+    }
+    outcome
+}
+
+/// Refuses `path` for confinement: withdrawn if it was indexed, logged once.
+fn refuse(shared: &Shared, path: &Path, reason: String) -> Outcome {
+    shared.found.lock().unwrap().remove(path);
+    withdraw_path(shared, path, &reason);
+    shared.refusals.note(path, &reason);
+    Outcome::Refused(reason)
+}
+
+/// pkgseed's own hard link to the file at `path`, if it keeps one: the store entry of the artifact indexed there.
+fn own_link(shared: &Shared, path: &Path) -> Option<PathBuf> {
+    let record = shared.index.artifact_by_path(path).ok()??;
+    shared.artifact_store.entry_path(&record.root_cid)
+}
+
+fn look_at_path(shared: &Shared, path: &Path) -> Outcome {
     let sources = shared.sources();
     let Some(source) = sources.iter().find(|s| s.is_candidate(path)) else {
         // A sidecar some clients write after the artifact (NuGet's .nupkg.metadata, conda's repodata_record.json):
@@ -53,10 +103,20 @@ pub(crate) fn process_path(shared: &Shared, path: &Path) -> Outcome {
             withdraw_path(shared, path, "unreadable");
             return Outcome::NotSeeded(format!("cannot stat: {err}"));
         }
-        Ok(_) => {}
+        // Before any source reads it (some read the artifact to describe it) and before it is hashed.
+        Ok(metadata) => {
+            if let Err(reason) =
+                pkgseed_unixfs::check_confined(&metadata, || own_link(shared, path))
+            {
+                return refuse(shared, path, reason.to_string());
+            }
+        }
     }
     let (identity, range) = match source.describe_in_file(path) {
         Ok(described) => described,
+        Err(reason @ NotAnArtifact::Confinement(_)) => {
+            return refuse(shared, path, reason.to_string());
+        }
         Err(reason) => {
             shared.found.lock().unwrap().remove(path);
             withdraw_path(shared, path, &reason.to_string());
@@ -150,6 +210,7 @@ fn index_public_artifact(
     }
     .map_err(|err| format!("cannot read: {err}"))?;
     shared.files_hashed.fetch_add(1, Ordering::SeqCst);
+    tracing::debug!(path = %path.display(), bytes = dag.size_bytes, "hashed");
     let after = std::fs::symlink_metadata(path)
         .map(|m| FileStamp::of(&m))
         .ok();

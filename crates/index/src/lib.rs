@@ -256,6 +256,8 @@ enum Candidate {
     File {
         artifact: ArtifactId,
         path: PathBuf,
+        /// The owner's own hard link to the file, accounted for by the link-count rule.
+        own_link: Option<PathBuf>,
         stamp: FileStamp,
         /// The artifact's bytes in the file; the location is relative to its start.
         content: ContentRange,
@@ -268,6 +270,9 @@ pub struct Index {
     path: PathBuf,
     /// While set, writes commit with eventual durability (a bulk scan); [`Index::flush`] makes them durable.
     bulk_writes: std::sync::atomic::AtomicBool,
+    /// Where the owner keeps its own hard link to an artifact's file, named by the root CID (pkgseed's store): a
+    /// link there is accounted for by the hard-link rule at every read ([`pkgseed_unixfs::check_confined`]).
+    own_links_dir: std::sync::OnceLock<PathBuf>,
 }
 
 impl std::fmt::Debug for Index {
@@ -320,9 +325,16 @@ impl Index {
             db,
             path: path.to_path_buf(),
             bulk_writes: std::sync::atomic::AtomicBool::new(false),
+            own_links_dir: std::sync::OnceLock::new(),
         };
         index.init_schema()?;
         Ok(index)
+    }
+
+    /// Names the dir where the owner keeps its own hard link to an artifact's file, as `<dir>/<root CID>`: such a
+    /// link is accounted for when a read checks the file's link count. Set once; later calls are ignored.
+    pub fn account_own_links_in(&self, dir: &Path) {
+        let _ = self.own_links_dir.set(dir.to_path_buf());
     }
 
     /// Creates the tables on first use and refuses a schema this build does not understand.
@@ -666,12 +678,23 @@ impl Index {
                         offset: record.content_offset(),
                         len: record.content_len(),
                     },
+                    own_link: self.own_link(&record.root_cid),
                     path: record.path,
                     location,
                 });
             }
         }
         Ok(out)
+    }
+
+    /// The owner's hard link for an artifact with this root CID, if the owner keeps them (a CID string is a plain
+    /// file name; anything else has none).
+    fn own_link(&self, root_cid: &str) -> Option<PathBuf> {
+        let plain = !root_cid.is_empty() && root_cid.bytes().all(|b| b.is_ascii_alphanumeric());
+        self.own_links_dir
+            .get()
+            .filter(|_| plain)
+            .map(|dir| dir.join(root_cid))
     }
 
     /// Zero-copy read: locate, read from the cache file, rebuild if needed, verify the hash. `Ok(None)` when the
@@ -699,12 +722,13 @@ impl Index {
                 Candidate::File {
                     artifact,
                     path,
+                    own_link,
                     stamp,
                     content,
                     location,
                 } => (
                     artifact,
-                    read_file_block(artifact, &path, stamp, content, &location),
+                    read_file_block(artifact, &path, own_link, stamp, content, &location),
                 ),
             };
             let outcome = bytes.and_then(|bytes| {
@@ -926,6 +950,7 @@ fn remove_in(txn: &WriteTransaction, id: ArtifactId) -> Result<Option<ArtifactRe
 fn read_file_block(
     artifact: ArtifactId,
     path: &Path,
+    own_link: Option<PathBuf>,
     then: FileStamp,
     content: ContentRange,
     location: &Location,
@@ -942,12 +967,10 @@ fn read_file_block(
     };
     let file = open_confined(path).map_err(|e| io("cannot open", e))?;
     let metadata = file.metadata().map_err(|e| io("cannot stat", e))?;
-    if !metadata.file_type().is_file() {
-        // A FIFO, device, socket or directory put in the file's place: never read from it.
-        return Err(stale(format!(
-            "{} is no longer a regular file",
-            path.display()
-        )));
+    // A FIFO, device, socket or directory put in the file's place, a hard link we do not account for, an enormous
+    // sparse file: never read from it (the same rules the indexer applied before hashing).
+    if let Err(reason) = pkgseed_unixfs::check_confined(&metadata, || own_link) {
+        return Err(stale(format!("{} is refused: {reason}", path.display())));
     }
     let now = FileStamp::of(&metadata);
     if now != then {

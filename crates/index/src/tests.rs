@@ -1318,3 +1318,46 @@ fn a_moved_artifact_is_served_from_its_hard_link_under_the_same_id() {
     assert_eq!(index.move_artifact(9999, &link).unwrap(), None);
     assert_eq!(index.artifact(other_id).unwrap().unwrap().path, other);
 }
+
+/// Every read applies the hard-link rule on the opened handle: a link made to the indexed file from elsewhere after
+/// indexing (same stamp: a link changes neither size, mtime nor inode) makes it stale; the owner's own link
+/// (`<own links dir>/<root CID>`, pkgseed's store) is accounted for, and an artifact served from that link reads.
+#[cfg(unix)]
+#[test]
+fn a_hard_link_the_owner_does_not_account_for_makes_the_file_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    index.account_own_links_in(&store);
+    let bytes = pattern(10_000, 3);
+    let original = write_file(dir.path(), "linked.crate", &bytes);
+    let blocks = raw_leaves(&bytes, 4096);
+    let record = record_for(&original, "cargo", "linked");
+    let own = store.join(&record.root_cid);
+    let id = index.put_artifact(record, &blocks).unwrap();
+    assert!(index.read_block(&blocks[0].cid).unwrap().is_some());
+
+    std::fs::hard_link(&original, &own).unwrap();
+    assert!(
+        index.read_block(&blocks[0].cid).unwrap().is_some(),
+        "the owner's store link is accounted for"
+    );
+
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::hard_link(&original, &elsewhere).unwrap();
+    match index.read_block(&blocks[0].cid) {
+        Err(BlockReadError::Stale { artifact, reason }) => {
+            assert_eq!(artifact, id);
+            assert!(reason.contains("hard-linked: 3 links"), "{reason}");
+        }
+        other => panic!("expected stale, got {other:?}"),
+    }
+    std::fs::remove_file(&elsewhere).unwrap();
+    assert!(index.read_block(&blocks[0].cid).unwrap().is_some());
+
+    // The package manager deletes its copy: the artifact moves to the store's link (one link left) and reads.
+    std::fs::remove_file(&original).unwrap();
+    index.move_artifact(id, &own).unwrap().expect("known id");
+    assert!(index.read_block(&blocks[1].cid).unwrap().is_some());
+}

@@ -70,14 +70,16 @@ pub fn repository_urls_in(bin: &[u8], maven_path: &str) -> Vec<String> {
             .rposition(|&b| !(0x21..0x7f).contains(&b))
             .map_or(0, |i| i + 1);
         let after_ok = bin.get(end).is_none_or(|&b| !(0x21..0x7f).contains(&b));
-        if let Ok(url) = std::str::from_utf8(&bin[start..end]) {
-            // Gradle writes strings with a length prefix that may itself be printable: start at the scheme.
-            if let Some(scheme) = url
+        // The run ends with `maven_path` (UTF-8), so what precedes it is the repository part.
+        if let Ok(before) = std::str::from_utf8(&bin[start..from + pos]) {
+            // Gradle writes strings with a length prefix that may itself be printable: start at the scheme. A scheme
+            // only inside `maven_path` (a cache dir named like one) is no repository URL.
+            if let Some(scheme) = before
                 .find("http://")
-                .or_else(|| url.find("https://"))
-                .or_else(|| url.find("file:"))
+                .or_else(|| before.find("https://"))
+                .or_else(|| before.find("file:"))
             {
-                let repo = &url[scheme..url.len() - maven_path.len()];
+                let repo = &before[scheme..];
                 if after_ok && !out.iter().any(|u| u == repo) {
                     out.push(repo.to_owned());
                 }

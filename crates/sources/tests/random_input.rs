@@ -170,6 +170,28 @@ fn binary_and_json_metadata_parsers_never_panic_on_random_input() {
     }
 }
 
+/// The lookups that take a second input (the path or file name looked for): the first line of each input is that
+/// name, the rest the file (Gradle's `resource-at-url.bin`, Maven's `_remote.repositories`).
+#[test]
+fn gradle_and_maven_lookups_never_panic_on_random_input() {
+    let seeds: &[&[u8]] = &[
+        b"/org/example/lib/1.0/lib-1.0.jar\n\0\0\0=https://repo.invalid/maven2/org/example/lib/1.0/lib-1.0.jar\0\x01\0*file:/srv/m2/org/example/lib/1.0/lib-1.0.jar\0",
+        b"/a/http://x\n/a/http://x",
+        b"lib-1.0.jar\n#NOTE: a Maven Resolver file\n#Mon Jan 01 00:00:00 UTC 2024\nlib-1.0.jar>central=\nlib-1.0.pom>=\n",
+    ];
+    for input in inputs(5, seeds, ITERATIONS) {
+        let (first, rest) = match input.iter().position(|&b| b == b'\n') {
+            Some(at) => (&input[..at], &input[at + 1..]),
+            None => (&input[..], &[][..]),
+        };
+        let name = String::from_utf8_lossy(first);
+        let _ = s::gradle::repository_urls_in(rest, &name);
+        let _ = s::maven::remote_repo_id(&String::from_utf8_lossy(rest), &name);
+    }
+    // A Maven path that itself holds a scheme is not a repository URL (this used to slice out of bounds).
+    assert!(s::gradle::repository_urls_in(b"/a/http://x", "/a/http://x").is_empty());
+}
+
 #[test]
 fn pip_http_cache_entries_never_panic_on_random_input() {
     // A pre-23.3 entry as cachecontrol writes it (`cc=4,` + msgpack, the body inline) and a 23.3+ metadata file.

@@ -6,6 +6,7 @@
 //! (API contract for the other crates; the implementation is owned by this crate.)
 
 mod builder;
+mod confine;
 mod file_reader;
 mod protobuf;
 #[cfg(test)]
@@ -16,6 +17,7 @@ use multihash::Multihash;
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::builder::{BalancedBuilder, WholeFileHasher};
+pub use crate::confine::{check_confined, Unconfined, SPARSE_CHECK_MIN_BYTES};
 
 /// Multicodec of a raw block.
 pub const CODEC_RAW: u64 = 0x55;

@@ -654,3 +654,136 @@ fn dag_of_file_refuses_symlinks_fifos_and_dirs_without_blocking() {
     assert_eq!(refused, vec![true, true, true]);
     assert!(crate::dag_of_file(&real, crate::Profile::UnixfsV1_2025, false).is_ok());
 }
+
+/// A hard link has no target to check: a cache file with more links than pkgseed accounts for (its own name, plus
+/// pkgseed's store link when that is the same file) may be a private file from outside the root, and is refused.
+#[cfg(unix)]
+#[test]
+fn check_confined_refuses_a_hard_link_out_of_the_root_unless_the_extra_link_is_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, outside, store) = (
+        dir.path().join("root"),
+        dir.path().join("outside"),
+        dir.path().join("store"),
+    );
+    for d in [&root, &outside, &store] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let private = outside.join("secret.tar.gz");
+    std::fs::write(&private, b"private bytes").unwrap();
+    let artifact = root.join("x-1.0.0.crate");
+    std::fs::hard_link(&private, &artifact).unwrap();
+    let meta = std::fs::symlink_metadata(&artifact).unwrap();
+    let refused = check_confined(&meta, || None).unwrap_err();
+    assert_eq!(
+        refused,
+        Unconfined::HardLinked {
+            links: 2,
+            accounted: 1
+        }
+    );
+    assert!(refused.to_string().contains("outside the cache root"));
+    // A link named as ours but that is another file accounts for nothing.
+    let other = store.join("bafyother");
+    std::fs::write(&other, b"private bytes").unwrap();
+    assert!(check_confined(&meta, || Some(other.clone())).is_err());
+
+    // pkgseed's store holds one link: accounted for, but the outside link still is not.
+    let own = store.join("bafyown");
+    std::fs::hard_link(&artifact, &own).unwrap();
+    let meta = std::fs::symlink_metadata(&artifact).unwrap();
+    assert_eq!(
+        check_confined(&meta, || Some(own.clone())),
+        Err(Unconfined::HardLinked {
+            links: 3,
+            accounted: 2
+        })
+    );
+    std::fs::remove_file(&private).unwrap();
+    let meta = std::fs::symlink_metadata(&artifact).unwrap();
+    assert_eq!(check_confined(&meta, || Some(own.clone())), Ok(()));
+    assert!(check_confined(&meta, || None).is_err());
+    // The store's file itself (the artifact moved there once the original is gone) has one link.
+    std::fs::remove_file(&artifact).unwrap();
+    let meta = std::fs::symlink_metadata(&own).unwrap();
+    assert_eq!(check_confined(&meta, || Some(own.clone())), Ok(()));
+    assert_eq!(check_confined(&meta, || None), Ok(()));
+}
+
+/// A 1 TiB file of holes is refused from its metadata alone (no byte read, so at once); a file of
+/// [`SPARSE_CHECK_MIN_BYTES`] or more that is mostly written passes, and a smaller sparse one is not checked.
+#[cfg(unix)]
+#[test]
+fn check_confined_refuses_an_enormous_sparse_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge-1.0.0.crate");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(1 << 40).unwrap();
+    let started = std::time::Instant::now();
+    let refused = check_confined(&std::fs::symlink_metadata(&huge).unwrap(), || None);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    match refused {
+        Err(Unconfined::Sparse {
+            len_bytes,
+            allocated_bytes,
+        }) => {
+            assert_eq!(len_bytes, 1 << 40);
+            assert!(allocated_bytes < 1 << 20, "{allocated_bytes}");
+        }
+        other => panic!("expected a sparse refusal, got {other:?}"),
+    }
+    drop(file);
+
+    let small = dir.path().join("small");
+    std::fs::File::create(&small)
+        .unwrap()
+        .set_len(SPARSE_CHECK_MIN_BYTES - 1)
+        .unwrap();
+    assert_eq!(
+        check_confined(&std::fs::symlink_metadata(&small).unwrap(), || None),
+        Ok(())
+    );
+
+    // 64 MiB written, then extended to 100 MiB: 64 % allocated, which passes (an archive is written in full).
+    let written = dir.path().join("written");
+    let mut file = std::fs::File::create(&written).unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        &pattern_bytes(SPARSE_CHECK_MIN_BYTES as usize, 7),
+    )
+    .unwrap();
+    file.set_len(100 << 20).unwrap();
+    file.sync_all().unwrap();
+    assert_eq!(
+        check_confined(&std::fs::symlink_metadata(&written).unwrap(), || None),
+        Ok(())
+    );
+}
+
+/// Devices, FIFOs, directories and symlinks are refused, saying what they are.
+#[cfg(unix)]
+#[test]
+fn check_confined_refuses_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("link-1.0.0.crate");
+    std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+    let sub = dir.path().join("dir-1.0.0.crate");
+    std::fs::create_dir(&sub).unwrap();
+    let meta = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap();
+    assert_eq!(
+        check_confined(&meta(&link), || None),
+        Err(Unconfined::NotRegular("a symlink (never followed)"))
+    );
+    assert_eq!(
+        check_confined(&meta(&sub), || None),
+        Err(Unconfined::NotRegular("a directory"))
+    );
+    assert_eq!(
+        check_confined(&meta(std::path::Path::new("/dev/null")), || None),
+        Err(Unconfined::NotRegular("a character device"))
+    );
+}

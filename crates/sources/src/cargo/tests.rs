@@ -401,6 +401,41 @@ fn symlinks_and_non_regular_files_are_refused() {
     ));
 }
 
+/// A device named like a listed crate (made like /dev/null: character device 1:3) is refused, never opened. Making
+/// a device needs CAP_MKNOD (CI runs as root); without it (EPERM) the test says so and checks nothing.
+#[cfg(unix)]
+#[test]
+fn a_device_named_like_a_crate_is_refused() {
+    let home = Home::new();
+    let listed = home.put_listed(DEFAULT_SPARSE, "itoa", "1.0.11");
+    fs::remove_file(&listed).unwrap();
+    let made = std::process::Command::new("mknod")
+        .arg(&listed)
+        .args(["c", "1", "3"])
+        .output()
+        .expect("run mknod");
+    if !made.status.success() {
+        let err = String::from_utf8_lossy(&made.stderr);
+        assert!(
+            err.contains("Operation not permitted"),
+            "mknod failed otherwise: {err}"
+        );
+        eprintln!("SKIPPED: mknod needs CAP_MKNOD here (EPERM): {err}");
+        return;
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(&listed)
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    let src = home.source();
+    assert!(src.is_candidate(&listed));
+    assert!(matches!(
+        src.describe(&listed),
+        Err(NotAnArtifact::Confinement(_))
+    ));
+}
+
 #[cfg(unix)]
 #[test]
 fn a_symlinked_cache_root_is_followed() {
