@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::{NotAnArtifact, OriginMarks, Provenance};
 
@@ -49,12 +49,24 @@ pub(crate) fn check_artifact_file(root: &Path, path: &Path) -> Result<fs::Metada
     let rel = path
         .strip_prefix(root)
         .map_err(|_| NotAnArtifact::Confinement(shown()))?;
-    let real_root = fs::canonicalize(root)
-        .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", root.display())))?;
-    let real_path = fs::canonicalize(path)
-        .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", shown())))?;
-    if real_path != real_root.join(rel) {
-        return Err(NotAnArtifact::Confinement(shown()));
+    // Below the root, every component is a plain name and every directory a real one (not a symlink): the real
+    // path is then `<real root>/<rel>`. One lstat per directory below the root, where canonicalizing both paths
+    // read every component's link of the whole path (12 % of a restart's CPU at 10k artifacts).
+    let mut components = rel.components().peekable();
+    let mut dir = root.to_path_buf();
+    while let Some(component) = components.next() {
+        let Component::Normal(name) = component else {
+            return Err(NotAnArtifact::Confinement(shown()));
+        };
+        if components.peek().is_none() {
+            break; // the file itself, checked above
+        }
+        dir.push(name);
+        let dir_meta = fs::symlink_metadata(&dir)
+            .map_err(|e| NotAnArtifact::Unreadable(format!("{}: {e}", dir.display())))?;
+        if !dir_meta.file_type().is_dir() {
+            return Err(NotAnArtifact::Confinement(shown()));
+        }
     }
     if meta.len() == 0 {
         return Err(NotAnArtifact::Empty);
