@@ -567,8 +567,11 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
     let mut scanning = false;
     loop {
         if queue.is_empty() {
-            // Nothing else to do: what a scan left pending is written before waiting.
+            // Nothing else to do: what a scan left pending is written before waiting, and a scan's queue (every
+            // candidate path) gives its memory back.
             write_pending(&shared).await;
+            queue.shrink_to_fit();
+            queued_paths.shrink_to_fit();
             match work_rx.recv().await {
                 Some(work) => enqueue(&mut queue, &mut queued_paths, work),
                 None => return,
@@ -650,6 +653,9 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
                 if first {
                     shared.first_scan_done.store(true, Ordering::SeqCst);
                     shared.emit(EngineEvent::FirstScanDone);
+                }
+                if !scanning {
+                    pkgseed_node::release_freed_memory();
                 }
                 let progress = shared.scan.lock().unwrap().clone();
                 shared.emit(EngineEvent::ScanProgress(progress));

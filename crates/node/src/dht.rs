@@ -596,10 +596,14 @@ pub async fn announcer(
                 st.queued.remove(&cid);
                 batch.push(cid);
             }
-            if st.queue.is_empty() {
-                // A first scan queues every key at once; an idle daemon should not keep that peak's capacity.
+            if st.queue.is_empty() && st.queue.capacity() > 0 {
+                // A first scan queues every key at once; an idle daemon should not keep that peak's memory.
+                let was_large = st.queue.capacity() >= 4096;
                 st.queue.shrink_to_fit();
                 st.queued.shrink_to_fit();
+                if was_large {
+                    crate::release_freed_memory();
+                }
             }
             batch
         };

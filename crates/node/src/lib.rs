@@ -89,6 +89,17 @@ pub const KAD_PROTOCOL: &str = dht::KAD_PROTOCOL;
 /// Most keys the node provides at once.
 pub const MAX_PROVIDED_KEYS: usize = dht::MAX_PROVIDED_KEYS;
 
+/// Returns heap pages that were used and freed to the OS, after a burst of work (a scan, an announce queue
+/// drained). glibc keeps freed memory in its arenas (one per thread that allocated), which an always-on process
+/// would otherwise carry at idle; `malloc_trim` releases the free pages of every arena. Elsewhere: nothing.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only hands free heap pages back to the OS; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeStats {
     pub connected_peers: usize,

@@ -100,6 +100,10 @@ impl Schedule {
         let Some(last_ok_secs) = self.history.remove(&history_id(cid)) else {
             return false;
         };
+        if self.history.len() < self.history.capacity() / 4 {
+            // Claimed as the start announces the index: do not keep the loaded file's capacity at idle.
+            self.history.shrink_to_fit();
+        }
         let due_secs = last_ok_secs.saturating_add(REPROVIDE_INTERVAL.as_secs());
         if last_ok_secs > now_secs || due_secs <= now_secs {
             // Too old (or from a clock that went back): due now, provided through the queue.
