@@ -13,8 +13,9 @@ use pkgseed_e2e::registry::{
     cached_crates, make_crate, origin_of, CargoProject, Dep, Published, SparseRegistry,
 };
 use pkgseed_e2e::{
-    dht_find_providers, dial_addr, helia_fetch, js_importer_installed, js_unixfs_cids, poll,
-    raw_sha256_cid, sha256_file, sha256_hex, status, wait_first_scan, Daemon, HeliaFetch, TestEnv,
+    dht_find_providers, dht_sink_collect, dial_addr, helia_fetch, js_importer_installed,
+    js_unixfs_cids, poll, raw_sha256_cid, sha256_file, sha256_hex, status, wait_first_scan, Daemon,
+    HeliaFetch, TestEnv,
 };
 use serde_json::Value;
 
@@ -807,6 +808,28 @@ fn cargo_slice() {
     // f. Restart with the same data dir: no rehash, same ls.
     steps.run("f: restart needs no rehash and keeps ls", || {
         let mut before = w.ls();
+        // No DHT peer so far: every key was held with only its local record (docs/bitswap.md, "No DHT peer, no
+        // query"), so nothing is in the provide history yet. A loopback Kademlia network now connects: the held
+        // keys go out to it, and the provides that reach it are what the history keeps.
+        let st = status(&w.env);
+        let keys_held = st["announced_keys"].as_u64().expect("announced_keys");
+        assert!(
+            keys_held >= before.len() as u64,
+            "{keys_held} keys for {} artifacts",
+            before.len()
+        );
+        let sink = dht_sink_collect(
+            &dial_addr(&st),
+            st["peer_id"].as_str().expect("peer_id"),
+            keys_held,
+            2,
+            90,
+        );
+        assert_eq!(
+            (sink["keys"].as_u64(), sink["done"].as_bool()),
+            (Some(keys_held), Some(true)),
+            "held keys not provided once DHT peers appeared: {sink}"
+        );
         daemon.stop();
         // The node saved each provided key's last-provided time (header line + 12 bytes per key), so the restart
         // re-provides keys by age instead of all at once (docs/bitswap.md, "DHT and announcements").

@@ -747,3 +747,41 @@ pub fn dht_find_providers(peer: &str, cids: &[&str], timeout_secs: u64) -> DhtPr
         .collect();
     DhtProviders { output, lines }
 }
+
+// A small loopback DHT (tests/js/dht-sink.mjs)
+
+/// Run `node tests/js/dht-sink.mjs`: `nodes` js-libp2p Kademlia servers on loopback dial `dial` (a daemon's
+/// `/ip4/127.0.0.1/tcp/…/p2p/…` address) and count the provider records `provider` stores with them, until
+/// `expect_keys` distinct keys arrived (or `timeout_secs`). Returns the tool's summary line
+/// (`{keys, records, done, …}`).
+#[track_caller]
+pub fn dht_sink_collect(
+    dial: &str,
+    provider: &str,
+    expect_keys: u64,
+    nodes: u32,
+    timeout_secs: u64,
+) -> Value {
+    let script = js_dir().join("dht-sink.mjs");
+    assert!(script.is_file(), "{} is missing", script.display());
+    let mut cmd = Command::new(node_bin());
+    cmd.current_dir(js_dir()).arg(&script).args([
+        "--dial",
+        dial,
+        "--provider",
+        provider,
+        "--expect-keys",
+        &expect_keys.to_string(),
+        "--nodes",
+        &nodes.to_string(),
+        "--timeout-seconds",
+        &timeout_secs.to_string(),
+    ]);
+    let output = run(&mut cmd, Duration::from_secs(timeout_secs + 60));
+    output
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .find(|v| v.get("keys").is_some())
+        .unwrap_or_else(|| panic!("dht-sink printed no summary\n{}", output.describe()))
+}
