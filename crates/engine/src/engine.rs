@@ -177,7 +177,8 @@ impl Engine {
         let (events, _) = broadcast::channel(1024);
         let artifact_store = Arc::new(crate::artifact_store::ArtifactStore::open(&dirs.data_dir));
         // Its links are the one kind of hard link a cache file may have besides its own name.
-        index.account_own_links_in(artifact_store.dir());
+        let store_for_links = artifact_store.clone();
+        index.account_own_links(move |root_cid| store_for_links.entry_path(root_cid));
         let store = Arc::new(crate::store::IndexBlockStore::new(
             index.clone(),
             work_tx.clone(),

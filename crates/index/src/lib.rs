@@ -188,6 +188,9 @@ const META_NEXT_ID: &str = "next_id";
 /// 16 MiB (heaptrack). Lookups that miss it read from the OS page cache, which keeps the file anyway.
 const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
+/// The owner's hard link to an artifact's file, by root CID ([`Index::account_own_links`]).
+type OwnLinkOf = Box<dyn Fn(&str) -> Option<PathBuf> + Send + Sync>;
+
 fn db_err(e: impl Display) -> IndexError {
     IndexError::Db(e.to_string())
 }
@@ -271,9 +274,9 @@ pub struct Index {
     path: PathBuf,
     /// While set, writes commit with eventual durability (a bulk scan); [`Index::flush`] makes them durable.
     bulk_writes: std::sync::atomic::AtomicBool,
-    /// Where the owner keeps its own hard link to an artifact's file, named by the root CID (pkgseed's store): a
-    /// link there is accounted for by the hard-link rule at every read ([`pkgseed_unixfs::check_confined`]).
-    own_links_dir: std::sync::OnceLock<PathBuf>,
+    /// Where the owner keeps its own hard link to an artifact's file, by root CID (pkgseed's store): a link there
+    /// is accounted for by the hard-link rule at every read ([`pkgseed_unixfs::check_confined`]).
+    own_link_of: std::sync::OnceLock<OwnLinkOf>,
 }
 
 impl std::fmt::Debug for Index {
@@ -326,16 +329,20 @@ impl Index {
             db,
             path: path.to_path_buf(),
             bulk_writes: std::sync::atomic::AtomicBool::new(false),
-            own_links_dir: std::sync::OnceLock::new(),
+            own_link_of: std::sync::OnceLock::new(),
         };
         index.init_schema()?;
         Ok(index)
     }
 
-    /// Names the dir where the owner keeps its own hard link to an artifact's file, as `<dir>/<root CID>`: such a
-    /// link is accounted for when a read checks the file's link count. Set once; later calls are ignored.
-    pub fn account_own_links_in(&self, dir: &Path) {
-        let _ = self.own_links_dir.set(dir.to_path_buf());
+    /// Tells where the owner keeps its own hard link to an artifact's file, by root CID (`None`: no link for that
+    /// CID): such a link is accounted for when a read checks the file's link count. Set once; later calls are
+    /// ignored.
+    pub fn account_own_links(
+        &self,
+        own_link_of: impl Fn(&str) -> Option<PathBuf> + Send + Sync + 'static,
+    ) {
+        let _ = self.own_link_of.set(Box::new(own_link_of));
     }
 
     /// Creates the tables on first use and refuses a schema this build does not understand.
@@ -688,14 +695,11 @@ impl Index {
         Ok(out)
     }
 
-    /// The owner's hard link for an artifact with this root CID, if the owner keeps them (a CID string is a plain
-    /// file name; anything else has none).
+    /// The owner's hard link for an artifact with this root CID, if it keeps one.
     fn own_link(&self, root_cid: &str) -> Option<PathBuf> {
-        let plain = !root_cid.is_empty() && root_cid.bytes().all(|b| b.is_ascii_alphanumeric());
-        self.own_links_dir
+        self.own_link_of
             .get()
-            .filter(|_| plain)
-            .map(|dir| dir.join(root_cid))
+            .and_then(|own_link_of| own_link_of(root_cid))
     }
 
     /// Zero-copy read: locate, read from the cache file, rebuild if needed, verify the hash. `Ok(None)` when the

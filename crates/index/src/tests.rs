@@ -1321,7 +1321,7 @@ fn a_moved_artifact_is_served_from_its_hard_link_under_the_same_id() {
 
 /// Every read applies the hard-link rule on the opened handle: a link made to the indexed file from elsewhere after
 /// indexing (same stamp: a link changes neither size, mtime nor inode) makes it stale; the owner's own link
-/// (`<own links dir>/<root CID>`, pkgseed's store) is accounted for, and an artifact served from that link reads.
+/// (here `<store>/<root CID>`, as pkgseed's store names it) is accounted for, and an artifact served from that link reads.
 #[cfg(unix)]
 #[test]
 fn a_hard_link_the_owner_does_not_account_for_makes_the_file_stale() {
@@ -1329,7 +1329,8 @@ fn a_hard_link_the_owner_does_not_account_for_makes_the_file_stale() {
     let index = open_index(dir.path());
     let store = dir.path().join("store");
     std::fs::create_dir(&store).unwrap();
-    index.account_own_links_in(&store);
+    let own_links = store.clone();
+    index.account_own_links(move |root_cid| Some(own_links.join(root_cid)));
     let bytes = pattern(10_000, 3);
     let original = write_file(dir.path(), "linked.crate", &bytes);
     let blocks = raw_leaves(&bytes, 4096);
