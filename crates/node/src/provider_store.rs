@@ -137,7 +137,7 @@ impl RecordStore for CompactStore {
         Box::new(
             self.own
                 .iter()
-                .map(move |key| Cow::Owned(ProviderRecord::new(key.clone(), local, Vec::new())))
+                .map(|key| Cow::Owned(self.own_record(key)))
                 .chain(
                     self.others
                         .values()
@@ -175,6 +175,11 @@ mod tests {
         RecordKey::new(&[n; 34])
     }
 
+    /// What `start_providing` stores for us: no addresses, no expiry.
+    fn plain(key: RecordKey, local: PeerId) -> ProviderRecord {
+        ProviderRecord::new(key, local, Vec::new())
+    }
+
     fn foreign(key: RecordKey, peer: PeerId) -> ProviderRecord {
         let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
         ProviderRecord::new(key, peer, vec![addr])
@@ -183,17 +188,11 @@ mod tests {
     #[test]
     fn own_records_come_back_as_plain_records_and_go_on_removal() {
         let (mut s, local) = store(10, 10);
-        s.add_provider(ProviderRecord::new(key(1), local, Vec::new()))
-            .unwrap();
-        s.add_provider(ProviderRecord::new(key(2), local, Vec::new()))
-            .unwrap();
+        s.add_provider(plain(key(1), local)).unwrap();
+        s.add_provider(plain(key(2), local)).unwrap();
         // Storing the same key again is an update, not a second record.
-        s.add_provider(ProviderRecord::new(key(1), local, Vec::new()))
-            .unwrap();
-        assert_eq!(
-            s.providers(&key(1)),
-            vec![ProviderRecord::new(key(1), local, Vec::new())]
-        );
+        s.add_provider(plain(key(1), local)).unwrap();
+        assert_eq!(s.providers(&key(1)), vec![plain(key(1), local)]);
         let mut provided: Vec<RecordKey> = s.provided().map(|r| r.key.clone()).collect();
         provided.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
         assert_eq!(provided, vec![key(1), key(2)]);
@@ -205,12 +204,10 @@ mod tests {
     #[test]
     fn own_and_foreign_keys_have_separate_bounds() {
         let (mut s, local) = store(2, 1);
-        s.add_provider(ProviderRecord::new(key(1), local, Vec::new()))
-            .unwrap();
-        s.add_provider(ProviderRecord::new(key(2), local, Vec::new()))
-            .unwrap();
+        s.add_provider(plain(key(1), local)).unwrap();
+        s.add_provider(plain(key(2), local)).unwrap();
         assert!(matches!(
-            s.add_provider(ProviderRecord::new(key(3), local, Vec::new())),
+            s.add_provider(plain(key(3), local)),
             Err(Error::MaxProvidedKeys)
         ));
         let peer = PeerId::random();
@@ -220,16 +217,14 @@ mod tests {
             Err(Error::MaxProvidedKeys)
         ));
         // A foreign record for a key we provide needs no new key slot; a full foreign table cannot push out ours.
-        s.add_provider(ProviderRecord::new(key(1), local, Vec::new()))
-            .unwrap();
+        s.add_provider(plain(key(1), local)).unwrap();
         assert_eq!(s.providers(&key(4)), vec![foreign(key(4), peer)]);
     }
 
     #[test]
     fn foreign_records_update_in_place_and_stop_at_the_per_key_limit() {
         let (mut s, local) = store(10, 10);
-        s.add_provider(ProviderRecord::new(key(1), local, Vec::new()))
-            .unwrap();
+        s.add_provider(plain(key(1), local)).unwrap();
         let first = PeerId::random();
         s.add_provider(foreign(key(1), first)).unwrap();
         let mut updated = foreign(key(1), first);
@@ -265,12 +260,8 @@ mod tests {
             s.provided().map(|r| r.into_owned()).collect::<Vec<_>>(),
             vec![full]
         );
-        s.add_provider(ProviderRecord::new(key(1), local, Vec::new()))
-            .unwrap();
-        assert_eq!(
-            s.providers(&key(1)),
-            vec![ProviderRecord::new(key(1), local, Vec::new())]
-        );
+        s.add_provider(plain(key(1), local)).unwrap();
+        assert_eq!(s.providers(&key(1)), vec![plain(key(1), local)]);
         assert_eq!(s.provided().count(), 1);
     }
 
