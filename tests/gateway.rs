@@ -8,15 +8,14 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use pkgseed_e2e::registry::{
     incompressible, make_crate, origin_of, CargoProject, Dep, SparseRegistry,
 };
 use pkgseed_e2e::{
-    faults, js_dir, node_bin, poll, raw_sha256_cid, run, sha256_file, status, wait_first_scan,
-    Daemon, RunOutput, TestEnv, TEST_DAEMON_ARGS,
+    faults, js_tool, poll, raw_sha256_cid, run, sha256_file, status, wait_first_scan, Daemon,
+    RunOutput, TestEnv, TEST_DAEMON_ARGS,
 };
 use serde_json::Value;
 
@@ -83,8 +82,8 @@ fn http(addr: SocketAddr, method: &str, target: &str) -> HttpReply {
 
 /// Runs `tests/js/gateway-fetch.mjs` (bounded) and returns its JSON lines with the process output.
 fn gateway_fetch(gateway: SocketAddr, args: &[(&str, &str)]) -> (RunOutput, Vec<Value>) {
-    let mut cmd = Command::new(node_bin());
-    cmd.current_dir(js_dir()).arg("gateway-fetch.mjs").args([
+    let mut cmd = js_tool("gateway-fetch.mjs", "the gateway fetch tool");
+    cmd.args([
         "--gateway",
         &format!("http://{gateway}"),
         "--timeout-seconds",

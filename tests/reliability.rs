@@ -70,12 +70,7 @@ fn fault_injection() {
     let daemon = Daemon::start(&env, "faults");
     let status = wait_first_scan(&env, Duration::from_secs(60));
     let peer = dial_addr(&status);
-    let control_cid = faults::wait_listed(
-        &env,
-        std::slice::from_ref(&control.path),
-        Duration::from_secs(30),
-    )[&control.path]
-        .clone();
+    let control_cid = faults::wait_listed_one(&env, &control.path, Duration::from_secs(30));
 
     let started = Instant::now();
     let mut counts: BTreeMap<Fault, KindCounts> = BTreeMap::new();
@@ -708,12 +703,7 @@ fn confinement_refusals_are_logged_once() {
 
     let daemon = Daemon::start(&env, "confine");
     wait_first_scan(&env, Duration::from_secs(60));
-    let good_cid = faults::wait_listed(
-        &env,
-        std::slice::from_ref(&good.path),
-        Duration::from_secs(30),
-    )[&good.path]
-        .clone();
+    let good_cid = faults::wait_listed_one(&env, &good.path, Duration::from_secs(30));
     let stored = env.data_dir.join("store").join(&good_cid);
     let links = pkgseed_e2e::poll(Duration::from_secs(10), Duration::from_millis(50), || {
         use std::os::unix::fs::MetadataExt;
@@ -1008,17 +998,15 @@ fn load_fifty_concurrent_peers() {
     let baseline = faults::proc_stats(pid);
     let baseline_tasks = runtime_tasks(&env);
 
-    let mut cmd = std::process::Command::new(pkgseed_e2e::node_bin());
-    cmd.current_dir(pkgseed_e2e::js_dir())
-        .arg(pkgseed_e2e::js_dir().join("helia-load.mjs"))
-        .args([
-            "--peer",
-            &dial_addr(&status),
-            "--peers",
-            &peers.to_string(),
-            "--timeout-seconds",
-            if long { "240" } else { "45" },
-        ]);
+    let mut cmd = pkgseed_e2e::js_tool("helia-load.mjs", "the Helia load tool");
+    cmd.args([
+        "--peer",
+        &dial_addr(&status),
+        "--peers",
+        &peers.to_string(),
+        "--timeout-seconds",
+        if long { "240" } else { "45" },
+    ]);
     for (_, cid) in &planted {
         cmd.args(["--cid", cid]);
     }

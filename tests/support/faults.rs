@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -303,10 +303,8 @@ pub fn helia_fetch_many(
     during: impl FnOnce(Instant, &std::sync::atomic::AtomicUsize),
 ) -> ManyFetch {
     std::fs::create_dir_all(out_dir).unwrap();
-    let mut cmd = Command::new(crate::node_bin());
-    cmd.current_dir(crate::js_dir())
-        .arg(crate::helia_script())
-        .args(["--peer", peer, "--parallel", "--allow-failures"])
+    let mut cmd = crate::js_tool("helia-fetch.mjs", "the Helia fetch tool");
+    cmd.args(["--peer", peer, "--parallel", "--allow-failures"])
         .args(["--timeout-seconds", &timeout_seconds.to_string()])
         .arg("--out-dir")
         .arg(out_dir);
@@ -419,6 +417,14 @@ pub fn wait_listed(
             missing.iter().take(5).collect::<Vec<_>>()
         )
     })
+}
+
+/// [`wait_listed`] for one artifact: its root CID.
+pub fn wait_listed_one(env: &crate::TestEnv, path: &Path, timeout: Duration) -> String {
+    let path = path.to_path_buf();
+    wait_listed(env, std::slice::from_ref(&path), timeout)
+        .remove(&path)
+        .expect("wait_listed returns every path it was given")
 }
 
 /// Resident set high-water mark and current RSS (KiB), thread count and open fds of a process, from /proc.

@@ -522,20 +522,21 @@ pub fn js_importer_installed() -> bool {
         .is_file()
 }
 
+/// `node tests/js/<script>`, run in tests/js. Panics clearly when the script is missing (`what`: which tool it is).
+#[track_caller]
+pub fn js_tool(script: &str, what: &str) -> Command {
+    let path = js_dir().join(script);
+    assert!(path.is_file(), "{} is missing ({what})", path.display());
+    let mut cmd = Command::new(node_bin());
+    cmd.current_dir(js_dir()).arg(path);
+    cmd
+}
+
 /// `node tests/js/unixfs-cids.mjs PROFILE FILE...` → CIDs in order. Panics clearly when the script is missing.
 #[track_caller]
 pub fn js_unixfs_cids(profile: &str, files: &[&Path]) -> Vec<String> {
-    let script = js_dir().join("unixfs-cids.mjs");
-    assert!(
-        script.is_file(),
-        "{} is missing (the JS reference CID tool)",
-        script.display()
-    );
-    let mut cmd = Command::new(node_bin());
-    cmd.current_dir(js_dir())
-        .arg(&script)
-        .arg(profile)
-        .args(files);
+    let mut cmd = js_tool("unixfs-cids.mjs", "the JS reference CID tool");
+    cmd.arg(profile).args(files);
     let out = run(&mut cmd, Duration::from_secs(120)).expect_success("node unixfs-cids.mjs");
     parse_cid_lines(&out.stdout, files)
 }
@@ -592,24 +593,15 @@ impl HeliaResult {
     }
 }
 
-pub fn helia_script() -> PathBuf {
-    js_dir().join("helia-fetch.mjs")
-}
-
 /// Run the Helia fetch tool (`tests/js/helia-fetch.mjs`). Bounded: the tool's own timeouts + idle time + 60 s.
 #[track_caller]
 pub fn helia_fetch(opts: &HeliaFetch) -> HeliaResult {
-    let script = helia_script();
-    assert!(
-        script.is_file(),
-        "{} is missing (the Helia fetch tool); it is needed for the fetch tests",
-        script.display()
+    let mut cmd = js_tool(
+        "helia-fetch.mjs",
+        "the Helia fetch tool; it is needed for the fetch tests",
     );
     std::fs::create_dir_all(&opts.out_dir).unwrap();
-    let mut cmd = Command::new(node_bin());
-    cmd.current_dir(js_dir())
-        .arg(&script)
-        .args(["--peer", &opts.peer]);
+    cmd.args(["--peer", &opts.peer]);
     for c in &opts.cids {
         cmd.args(["--cid", c]);
     }
@@ -719,14 +711,8 @@ impl DhtProviders {
 /// `timeout_secs`; the whole run by that per CID + 60 s).
 #[track_caller]
 pub fn dht_find_providers(peer: &str, cids: &[&str], timeout_secs: u64) -> DhtProviders {
-    let script = js_dir().join("dht-providers.mjs");
-    assert!(
-        script.is_file(),
-        "{} is missing (the DHT providers tool)",
-        script.display()
-    );
-    let mut cmd = Command::new(node_bin());
-    cmd.current_dir(js_dir()).arg(&script).args([
+    let mut cmd = js_tool("dht-providers.mjs", "the DHT providers tool");
+    cmd.args([
         "--peer",
         peer,
         "--timeout-seconds",
@@ -762,10 +748,8 @@ pub fn dht_sink_collect(
     nodes: u32,
     timeout_secs: u64,
 ) -> Value {
-    let script = js_dir().join("dht-sink.mjs");
-    assert!(script.is_file(), "{} is missing", script.display());
-    let mut cmd = Command::new(node_bin());
-    cmd.current_dir(js_dir()).arg(&script).args([
+    let mut cmd = js_tool("dht-sink.mjs", "the loopback DHT tool");
+    cmd.args([
         "--dial",
         dial,
         "--provider",
