@@ -11,10 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use cid::Cid;
-use connexa::prelude::dht::{
-    self as kad, store::RecordStore, Mode, ProviderRecord, QueryId, QueryResult, RecordKey,
-};
+use connexa::prelude::dht::{self as kad, Mode, QueryId, QueryResult, RecordKey};
 use connexa::prelude::swarm::derive_prelude::{Endpoint, PortUse};
 use connexa::prelude::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
@@ -26,7 +23,7 @@ use rust_ipfs::{Multiaddr, PeerId, StreamProtocol};
 use tokio::sync::{watch, Notify};
 
 use crate::provider_store::{CompactStore, CompactStoreLimits};
-use crate::reprovide::{self, unix_now_secs, Schedule};
+use crate::reprovide::{self, unix_now_secs, ProvideKey, Schedule};
 
 pub const KAD_PROTOCOL: &str = "/ipfs/kad/1.0.0";
 /// Keys this node may provide (libp2p-kad's default is 1,024).
@@ -47,21 +44,12 @@ const SWEEP_GAP: Duration = Duration::from_secs(60);
 const HISTORY_SAVE_GAP: Duration = Duration::from_secs(5 * 60);
 
 pub enum DhtCommand {
-    Provide(Vec<Cid>),
-    /// Keys the history says were provided recently (after a restart): only our local provider record is stored
-    /// again; the network part waits for the key's cycle to end.
-    Restore(Vec<Cid>),
-    StopProviding(Vec<Cid>),
+    Provide(Vec<ProvideKey>),
     AddAddress(PeerId, Multiaddr),
     Bootstrap,
-    /// Paused: our own provider records leave the local store (GET_PROVIDERS no longer names us) and new `Provide`s
-    /// go back to the queue; resumed: the records of every key in `AnnounceState::provided` are stored again.
+    /// Paused: our own provider records are no longer answered (GET_PROVIDERS no longer names us) and new
+    /// `Provide`s go back to the queue; resumed: every key in `AnnounceState::provided` is answered again.
     SetPaused(bool),
-}
-
-fn key(cid: &Cid) -> RecordKey {
-    // IPFS providers are keyed by multihash, not by CID (v0 and v1 of the same content share providers).
-    RecordKey::new(&cid.hash().to_bytes())
 }
 
 /// State shared between the behaviour (inside the swarm task), the announcer and `Node::stats`.
@@ -79,9 +67,10 @@ pub struct DhtShared {
 
 #[derive(Default)]
 pub struct AnnounceState {
-    pub queue: VecDeque<Cid>,
-    pub queued: HashSet<Cid>,
-    /// Keys currently provided (stored as our provider records), with when each is due again.
+    pub queue: VecDeque<ProvideKey>,
+    pub queued: HashSet<ProvideKey>,
+    /// Keys currently provided, with when each is due again: our provider records are these keys
+    /// (`crate::provider_store`).
     pub provided: Schedule,
 }
 
@@ -94,13 +83,13 @@ impl DhtShared {
         *self.history_path.lock().unwrap() = Some(path);
     }
 
-    /// Announced keys: those provided within their cycle before a restart are returned (restore their local
-    /// record only); the rest are queued.
-    pub fn enqueue_or_restore(&self, cids: Vec<Cid>, now_secs: u64) -> Vec<Cid> {
+    /// Announced keys: those provided within their cycle before a restart are provided again at once, locally
+    /// (their records answer; the network part waits for their cycle to end); the rest are queued.
+    pub fn enqueue_or_restore(&self, keys: Vec<ProvideKey>, now_secs: u64) {
         let mut st = self.state.lock().unwrap();
-        let (restored, fresh): (Vec<Cid>, Vec<Cid>) = cids
+        let (restored, fresh): (Vec<ProvideKey>, Vec<ProvideKey>) = keys
             .into_iter()
-            .partition(|cid| st.provided.claim_recent(cid, now_secs));
+            .partition(|key| st.provided.claim_recent(key, now_secs));
         drop(st);
         if !restored.is_empty() {
             tracing::debug!(
@@ -109,7 +98,21 @@ impl DhtShared {
             );
         }
         self.enqueue(fresh);
-        restored
+    }
+
+    /// Whether `key` is provided: our provider record for it answers (unless paused).
+    pub fn is_provided(&self, key: &ProvideKey) -> bool {
+        self.state.lock().unwrap().provided.contains(key)
+    }
+
+    pub fn provided_keys(&self) -> Vec<ProvideKey> {
+        self.state
+            .lock()
+            .unwrap()
+            .provided
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Writes the history file now if anything changed (the announcer's schedule, and shutdown).
@@ -129,22 +132,23 @@ impl DhtShared {
         }
     }
 
-    pub fn enqueue(&self, cids: Vec<Cid>) {
+    pub fn enqueue(&self, keys: Vec<ProvideKey>) {
         let mut st = self.state.lock().unwrap();
-        for cid in cids {
-            if st.queued.insert(cid) {
-                st.queue.push_back(cid);
+        for key in keys {
+            if st.queued.insert(key.clone()) {
+                st.queue.push_back(key);
             }
         }
         drop(st);
         self.wake.notify_one();
     }
 
-    pub fn withdraw(&self, cids: &[Cid]) {
+    /// The keys are no longer provided: their provider records stop answering at once.
+    pub fn withdraw(&self, keys: &[ProvideKey]) {
         let mut st = self.state.lock().unwrap();
-        for cid in cids {
-            st.queued.remove(cid);
-            st.provided.remove(cid);
+        for key in keys {
+            st.queued.remove(key);
+            st.provided.remove(key);
         }
         let AnnounceState { queue, queued, .. } = &mut *st;
         queue.retain(|c| queued.contains(c));
@@ -153,12 +157,11 @@ impl DhtShared {
 
 pub struct DhtBehaviour {
     kad: kad::Behaviour<CompactStore>,
-    local: PeerId,
     /// Follows `DhtCommand::SetPaused` (ordered with `Provide` on the same channel).
     paused: bool,
     commands: mpsc::UnboundedReceiver<DhtCommand>,
     shared: Arc<DhtShared>,
-    provide_queries: HashMap<QueryId, Cid>,
+    provide_queries: HashMap<QueryId, ProvideKey>,
     /// Recently learned listen addresses (from identify) of peers Kademlia could not route to.
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     /// Some external address was confirmed (Kademlia puts them into our provider records).
@@ -178,8 +181,8 @@ impl DhtBehaviour {
     ) -> Self {
         let store = CompactStore::new(
             local,
+            shared.clone(),
             CompactStoreLimits {
-                max_own_keys: MAX_PROVIDED_KEYS,
                 max_other_keys: FOREIGN_PROVIDER_KEYS,
                 max_records: MAX_RECORDS,
             },
@@ -196,7 +199,6 @@ impl DhtBehaviour {
         });
         DhtBehaviour {
             kad,
-            local,
             paused: false,
             commands,
             shared,
@@ -209,52 +211,42 @@ impl DhtBehaviour {
 
     fn on_command(&mut self, cmd: DhtCommand) {
         match cmd {
-            DhtCommand::Provide(cids) if self.paused => {
+            DhtCommand::Provide(keys) if self.paused => {
                 // Sent by the announcer just before the pause reached us: back to the queue, announced on resume.
-                self.shared.enqueue(cids);
+                self.shared.enqueue(keys);
             }
-            DhtCommand::Provide(cids) => {
+            DhtCommand::Provide(keys) => {
                 // Offline, or no DHT peer known yet: only the local records (they answer peers that ask us); the
                 // network part waits until a peer enters the routing table (`RoutingUpdated`).
                 let without_peers = self.routing_table_is_empty();
-                for cid in cids {
+                for key in keys {
                     {
-                        let st = self.shared.state.lock().unwrap();
-                        if st.provided.len() >= MAX_PROVIDED_KEYS && !st.provided.contains(&cid) {
-                            tracing::warn!(%cid, "provided-key limit ({MAX_PROVIDED_KEYS}) reached; not announcing");
+                        let mut st = self.shared.state.lock().unwrap();
+                        if st.provided.len() >= MAX_PROVIDED_KEYS && !st.provided.contains(&key) {
+                            tracing::warn!(%key, "provided-key limit ({MAX_PROVIDED_KEYS}) reached; not announcing");
+                            continue;
+                        }
+                        if without_peers {
+                            st.provided.held_without_peers(key, unix_now_secs());
+                            self.shared.waiting_for_peers.store(true, Ordering::SeqCst);
                             continue;
                         }
                     }
-                    if without_peers {
-                        self.store_own_records(&[cid]);
-                        let mut st = self.shared.state.lock().unwrap();
-                        st.provided.held_without_peers(cid, unix_now_secs());
-                        self.shared.waiting_for_peers.store(true, Ordering::SeqCst);
-                        continue;
-                    }
-                    match self.kad.start_providing(key(&cid)) {
+                    match self
+                        .kad
+                        .start_providing(RecordKey::new(&key.multihash_bytes()))
+                    {
                         Ok(id) => {
                             self.shared.state.lock().unwrap().provided.handed_over(
-                                cid,
+                                key.clone(),
                                 self.has_external_addr,
                                 unix_now_secs(),
                             );
                             self.shared.inflight.fetch_add(1, Ordering::SeqCst);
-                            self.provide_queries.insert(id, cid);
+                            self.provide_queries.insert(id, key);
                         }
-                        Err(e) => tracing::warn!(%cid, "cannot provide: {e}"),
+                        Err(e) => tracing::warn!(%key, "cannot provide: {e}"),
                     }
-                }
-            }
-            DhtCommand::Restore(cids) => {
-                // Paused: `set_paused(false)` restores every provided key's record later.
-                if !self.paused {
-                    self.store_own_records(&cids);
-                }
-            }
-            DhtCommand::StopProviding(cids) => {
-                for cid in cids {
-                    self.kad.stop_providing(&key(&cid));
                 }
             }
             DhtCommand::AddAddress(peer, addr) => {
@@ -271,48 +263,19 @@ impl DhtBehaviour {
 
     /// Paused means invisible: nobody learns from us that we provide anything. Provide queries already under way
     /// still finish (libp2p-kad cannot cancel them), and records stored with other peers stay until their TTL.
+    /// Resumed: the local records answer again; the network part is left to the reprovide schedule (which runs at
+    /// once if it fell due during the pause), so a resume does not trigger a burst of provide queries.
     fn set_paused(&mut self, paused: bool) {
         if paused == self.paused {
             return;
         }
         self.paused = paused;
+        self.kad.store_mut().set_own_records_hidden(paused);
+        let keys = self.shared.state.lock().unwrap().provided.len();
         if paused {
-            let own: Vec<RecordKey> = self
-                .kad
-                .store_mut()
-                .provided()
-                .map(|r| r.key.clone())
-                .collect();
-            for k in &own {
-                self.kad.stop_providing(k);
-            }
-            tracing::debug!(keys = own.len(), "paused: own provider records withdrawn");
+            tracing::debug!(keys, "paused: own provider records withdrawn");
         } else {
-            // Local records only: the network part is left to the reprovide schedule (which runs at once if it
-            // fell due during the pause), so a resume does not trigger a burst of provide queries.
-            let cids: Vec<Cid> = self
-                .shared
-                .state
-                .lock()
-                .unwrap()
-                .provided
-                .keys()
-                .copied()
-                .collect();
-            self.store_own_records(&cids);
-            tracing::debug!(keys = cids.len(), "resumed: own provider records restored");
-        }
-    }
-
-    /// Stores our provider record for each key locally (GET_PROVIDERS sent to us names us), without a query.
-    fn store_own_records(&mut self, cids: &[Cid]) {
-        let store = self.kad.store_mut();
-        for cid in cids {
-            if let Err(e) =
-                store.add_provider(ProviderRecord::new(key(cid), self.local, Vec::new()))
-            {
-                tracing::warn!(%cid, "cannot restore provider record: {e}");
-            }
+            tracing::debug!(keys, "resumed: own provider records restored");
         }
     }
 
@@ -354,18 +317,18 @@ impl DhtBehaviour {
                 ..
             } => {
                 if step.last {
-                    if let Some(cid) = self.provide_queries.remove(&id) {
+                    if let Some(key) = self.provide_queries.remove(&id) {
                         self.shared.inflight.fetch_sub(1, Ordering::SeqCst);
                         self.shared.state.lock().unwrap().provided.finished(
-                            &cid,
+                            &key,
                             res.is_ok(),
                             unix_now_secs(),
                         );
                         self.shared.wake.notify_one();
                         match res {
-                            Ok(_) => tracing::trace!(%cid, "provided"),
+                            Ok(_) => tracing::trace!(%key, "provided"),
                             // The record stays stored locally; the network part is retried later (`reprovide`).
-                            Err(e) => tracing::debug!(%cid, "provide query: {e}"),
+                            Err(e) => tracing::debug!(%key, "provide query: {e}"),
                         }
                     }
                 }
@@ -586,15 +549,15 @@ pub async fn announcer(
         if room == 0 {
             continue;
         }
-        let batch: Vec<Cid> = {
+        let batch: Vec<ProvideKey> = {
             let mut st = shared.state.lock().unwrap();
             let mut batch = Vec::with_capacity(room);
             while batch.len() < room {
-                let Some(cid) = st.queue.pop_front() else {
+                let Some(key) = st.queue.pop_front() else {
                     break;
                 };
-                st.queued.remove(&cid);
-                batch.push(cid);
+                st.queued.remove(&key);
+                batch.push(key);
             }
             if st.queue.is_empty() && st.queue.capacity() > 0 {
                 // A first scan queues every key at once; an idle daemon should not keep that peak's memory.
@@ -616,14 +579,14 @@ pub async fn announcer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use connexa::prelude::dht::store::RecordStore;
     use connexa::prelude::swarm::derive_prelude::ExternalAddrConfirmed;
 
-    fn cid(n: u8) -> Cid {
-        let mh = cid::multihash::Multihash::<64>::wrap(0x12, &[n; 32]).unwrap();
-        Cid::new_v1(0x55, mh)
+    fn key(n: u8) -> ProvideKey {
+        ProvideKey::Sha256([n; 32])
     }
 
-    fn queued(shared: &DhtShared) -> HashSet<Cid> {
+    fn queued(shared: &DhtShared) -> HashSet<ProvideKey> {
         let mut st = shared.state.lock().unwrap();
         st.queued.clear();
         st.queue.drain(..).collect()
@@ -654,12 +617,15 @@ mod tests {
         let (_commands, rx) = mpsc::unbounded();
         let local = PeerId::random();
         let mut dht = DhtBehaviour::new(local, true, false, rx, shared.clone());
-        dht.on_command(DhtCommand::Provide(vec![cid(1), cid(2)]));
+        dht.on_command(DhtCommand::Provide(vec![key(1), key(2)]));
         assert!(dht.provide_queries.is_empty(), "no query without peers");
         assert!(shared.waiting_for_peers.load(Ordering::SeqCst));
         assert!(queued(&shared).is_empty());
         assert_eq!(shared.state.lock().unwrap().provided.len(), 2);
-        let providers = dht.kad.store_mut().providers(&key(&cid(1)));
+        let providers = dht
+            .kad
+            .store_mut()
+            .providers(&RecordKey::new(&key(1).multihash_bytes()));
         assert_eq!(providers.len(), 1);
         assert_eq!(providers[0].provider, local);
         // A peer enters the table: the held keys are queued once, and their queries start.
@@ -678,7 +644,7 @@ mod tests {
         dht.on_kad_event(routing_updated);
         assert!(!shared.waiting_for_peers.load(Ordering::SeqCst));
         let again = queued(&shared);
-        assert_eq!(again, HashSet::from([cid(1), cid(2)]));
+        assert_eq!(again, HashSet::from([key(1), key(2)]));
         dht.on_command(DhtCommand::Provide(again.into_iter().collect()));
         assert_eq!(dht.provide_queries.len(), 2);
         assert!(shared
@@ -693,12 +659,12 @@ mod tests {
     #[tokio::test]
     async fn keys_provided_before_the_first_external_address_are_provided_again_once() {
         let (mut dht, shared) = behaviour(true);
-        dht.on_command(DhtCommand::Provide(vec![cid(1), cid(2)]));
+        dht.on_command(DhtCommand::Provide(vec![key(1), key(2)]));
         assert!(queued(&shared).is_empty());
         confirm(&mut dht, "/ip4/198.51.100.7/tcp/4001");
-        assert_eq!(queued(&shared), HashSet::from([cid(1), cid(2)]));
+        assert_eq!(queued(&shared), HashSet::from([key(1), key(2)]));
         // Provided with an address: not again, neither at a later confirmation nor for the keys already redone.
-        dht.on_command(DhtCommand::Provide(vec![cid(1), cid(2), cid(3)]));
+        dht.on_command(DhtCommand::Provide(vec![key(1), key(2), key(3)]));
         confirm(&mut dht, "/ip4/198.51.100.8/tcp/4001");
         assert!(queued(&shared).is_empty());
         assert_eq!(shared.state.lock().unwrap().provided.len(), 3);
@@ -707,7 +673,7 @@ mod tests {
     #[tokio::test]
     async fn the_local_profile_does_not_provide_again_on_its_addresses() {
         let (mut dht, shared) = behaviour(false);
-        dht.on_command(DhtCommand::Provide(vec![cid(1)]));
+        dht.on_command(DhtCommand::Provide(vec![key(1)]));
         confirm(&mut dht, "/ip4/127.0.0.1/tcp/4001");
         assert!(queued(&shared).is_empty());
     }

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::reprovide::ProvideKey;
 use futures::channel::mpsc;
 use tokio::sync::watch;
 
@@ -385,19 +386,13 @@ impl Node {
     }
 
     /// Queues keys for announcement in batches; queued keys wait while paused. A key the provide history (see
-    /// [`Node::use_provide_history`]) says was provided less than a cycle ago is not queued: its local record is
-    /// stored again and it is provided when its cycle ends.
+    /// [`Node::use_provide_history`]) says was provided less than a cycle ago is not queued: its local record
+    /// answers at once and it is provided when its cycle ends. Keys are multihashes: CIDs that share one are one key.
     pub fn announce(&self, cids: Vec<Cid>) {
-        let restored = self
-            .inner
+        let keys = cids.iter().map(ProvideKey::of_cid).collect();
+        self.inner
             .dht
-            .enqueue_or_restore(cids, reprovide::unix_now_secs());
-        if !restored.is_empty() {
-            let _ = self
-                .inner
-                .dht_commands
-                .unbounded_send(dht::DhtCommand::Restore(restored));
-        }
+            .enqueue_or_restore(keys, reprovide::unix_now_secs());
     }
 
     /// Keeps each key's last-provided time in `path` (12 bytes per key, saved every few minutes and at shutdown)
@@ -407,13 +402,10 @@ impl Node {
         self.inner.dht.use_history(path);
     }
 
-    /// Stops providing these keys.
+    /// Stops providing these keys: their provider records stop answering at once.
     pub fn withdraw(&self, cids: Vec<Cid>) {
-        self.inner.dht.withdraw(&cids);
-        let _ = self
-            .inner
-            .dht_commands
-            .unbounded_send(dht::DhtCommand::StopProviding(cids));
+        let keys: Vec<ProvideKey> = cids.iter().map(ProvideKey::of_cid).collect();
+        self.inner.dht.withdraw(&keys);
     }
 
     /// Adds a peer address to the DHT routing table (e.g. a known seed or a test peer).

@@ -1,13 +1,16 @@
 //! Kademlia's record store, sized for one provider key per artifact. libp2p-kad's `MemoryStore` keeps each
 //! provider key's records in an inline array with room for 20 providers: about 3 KB per key before the hash map's
-//! slack, so 10k provided keys held ~50 MB and 100k would hold ~400 MB. Here our own plain provider records (what
-//! `start_providing` stores: no addresses, no expiry; Kademlia fills in our addresses when it answers) are a set of
-//! keys, other providers' records are plain vectors, each kind with its own bound, and value records go to an inner
-//! `MemoryStore`. Everything else behaves as `MemoryStore` does (in-place update of a provider's record, at most
-//! `max_providers_per_key` providers per key, newcomers ignored when full).
+//! slack, so 10k provided keys held ~50 MB and 100k would hold ~400 MB. Here our own provider records are not
+//! stored at all: they are the keys of the reprovide schedule (`crate::reprovide::Schedule`, shared with the
+//! announcer), answered while not paused as plain records (no addresses, no expiry: what `start_providing` stores;
+//! Kademlia fills in our addresses when it answers), so each provided key is held once. Other providers' records
+//! are plain vectors with their own bound, and value records go to an inner `MemoryStore`. Everything else
+//! behaves as `MemoryStore` does (in-place update of a provider's record, at most `max_providers_per_key`
+//! providers per key, newcomers ignored when full).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use connexa::prelude::dht::{
     store::{Error, MemoryStore, MemoryStoreConfig, RecordStore, Result},
@@ -15,27 +18,33 @@ use connexa::prelude::dht::{
 };
 use rust_ipfs::PeerId;
 
+use crate::dht::DhtShared;
+use crate::reprovide::ProvideKey;
+
 pub struct CompactStore {
     local: PeerId,
-    /// Our provider records that carry only their key.
-    own: HashSet<RecordKey>,
-    /// Every other provider record: other peers' (server mode), and ours if one ever carries addresses or an
-    /// expiry.
+    /// Our plain provider records: the keys its schedule holds.
+    schedule: Arc<DhtShared>,
+    /// Paused: our own records are not answered (GET_PROVIDERS no longer names us); the schedule keeps the keys.
+    own_records_hidden: bool,
+    /// Other peers' provider records (server mode).
     others: HashMap<RecordKey, Vec<ProviderRecord>>,
     values: MemoryStore,
-    max_own_keys: usize,
     max_other_keys: usize,
     max_providers_per_key: usize,
 }
 
 pub struct CompactStoreLimits {
-    pub max_own_keys: usize,
     pub max_other_keys: usize,
     pub max_records: usize,
 }
 
 impl CompactStore {
-    pub fn new(local: PeerId, limits: CompactStoreLimits) -> CompactStore {
+    pub fn new(
+        local: PeerId,
+        schedule: Arc<DhtShared>,
+        limits: CompactStoreLimits,
+    ) -> CompactStore {
         let values_config = MemoryStoreConfig {
             max_records: limits.max_records,
             ..Default::default()
@@ -43,21 +52,28 @@ impl CompactStore {
         let max_providers_per_key = values_config.max_providers_per_key;
         CompactStore {
             local,
-            own: HashSet::new(),
+            schedule,
+            own_records_hidden: false,
             others: HashMap::new(),
             values: MemoryStore::with_config(local, values_config),
-            max_own_keys: limits.max_own_keys,
             max_other_keys: limits.max_other_keys,
             max_providers_per_key,
         }
     }
 
-    fn is_plain_own(&self, record: &ProviderRecord) -> bool {
-        record.provider == self.local && record.addresses.is_empty() && record.expires.is_none()
+    /// Paused (hidden) or not: our own provider records are answered only while not hidden.
+    pub fn set_own_records_hidden(&mut self, hidden: bool) {
+        self.own_records_hidden = hidden;
     }
 
-    fn own_record(&self, key: &RecordKey) -> ProviderRecord {
-        ProviderRecord::new(key.clone(), self.local, Vec::new())
+    fn provides(&self, key: &RecordKey) -> bool {
+        !self.own_records_hidden
+            && ProvideKey::of_record_key(key.as_ref())
+                .is_some_and(|key| self.schedule.is_provided(&key))
+    }
+
+    fn own_record(&self, key: RecordKey) -> ProviderRecord {
+        ProviderRecord::new(key, self.local, Vec::new())
     }
 
     fn remove_other(&mut self, key: &RecordKey, provider: &PeerId) {
@@ -91,22 +107,15 @@ impl RecordStore for CompactStore {
     }
 
     fn add_provider(&mut self, record: ProviderRecord) -> Result<()> {
-        if self.is_plain_own(&record) {
-            if !self.own.contains(&record.key) && self.own.len() >= self.max_own_keys {
-                return Err(Error::MaxProvidedKeys);
-            }
-            // Replaces a fuller record of ours for the key, as MemoryStore updates a provider's record in place.
-            self.remove_other(&record.key, &self.local.clone());
-            self.own.insert(record.key);
-            return Ok(());
-        }
         if record.provider == self.local {
-            self.own.remove(&record.key);
+            // `start_providing` stores ours as its query starts; the key enters the schedule as the query is
+            // handed over, and the schedule alone says what we provide.
+            return Ok(());
         }
         let keys = self.others.len();
         let full = keys >= self.max_other_keys;
         let max_providers = self.max_providers_per_key;
-        let own_count = usize::from(self.own.contains(&record.key));
+        let own_count = usize::from(self.provides(&record.key));
         match self.others.get_mut(&record.key) {
             Some(records) => {
                 if let Some(existing) = records.iter_mut().find(|r| r.provider == record.provider) {
@@ -126,32 +135,28 @@ impl RecordStore for CompactStore {
     }
 
     fn providers(&self, key: &RecordKey) -> Vec<ProviderRecord> {
-        let own = self.own.contains(key).then(|| self.own_record(key));
+        let own = self.provides(key).then(|| self.own_record(key.clone()));
         own.into_iter()
             .chain(self.others.get(key).into_iter().flatten().cloned())
             .collect()
     }
 
+    /// Only libp2p-kad's provider republication job asks (it is off: the announcer reprovides), so the schedule's
+    /// keys are copied out rather than iterated under its lock.
     fn provided(&self) -> Self::ProvidedIter<'_> {
-        let local = self.local;
+        let keys = if self.own_records_hidden {
+            Vec::new()
+        } else {
+            self.schedule.provided_keys()
+        };
         Box::new(
-            self.own
-                .iter()
-                .map(|key| Cow::Owned(self.own_record(key)))
-                .chain(
-                    self.others
-                        .values()
-                        .flatten()
-                        .filter(move |r| r.provider == local)
-                        .map(Cow::Borrowed),
-                ),
+            keys.into_iter()
+                .map(|key| Cow::Owned(self.own_record(RecordKey::new(&key.multihash_bytes())))),
         )
     }
 
+    /// Ours leave with their key's schedule entry (`DhtShared::withdraw`).
     fn remove_provider(&mut self, key: &RecordKey, provider: &PeerId) {
-        if provider == &self.local {
-            self.own.remove(key);
-        }
         self.remove_other(key, provider);
     }
 }
@@ -159,20 +164,36 @@ impl RecordStore for CompactStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reprovide::unix_now_secs;
     use rust_ipfs::Multiaddr;
 
-    fn store(max_own_keys: usize, max_other_keys: usize) -> (CompactStore, PeerId) {
+    fn store(max_other_keys: usize) -> (CompactStore, Arc<DhtShared>, PeerId) {
         let local = PeerId::random();
+        let shared = Arc::new(DhtShared::default());
         let limits = CompactStoreLimits {
-            max_own_keys,
             max_other_keys,
             max_records: 16,
         };
-        (CompactStore::new(local, limits), local)
+        (
+            CompactStore::new(local, shared.clone(), limits),
+            shared,
+            local,
+        )
     }
 
     fn key(n: u8) -> RecordKey {
-        RecordKey::new(&[n; 34])
+        RecordKey::new(&ProvideKey::Sha256([n; 32]).multihash_bytes())
+    }
+
+    /// What the announcer does as a key's provide query starts: Kademlia stores our plain record, the schedule
+    /// takes the key.
+    fn provide(s: &mut CompactStore, shared: &DhtShared, n: u8) {
+        s.add_provider(plain(key(n), s.local)).unwrap();
+        shared.state.lock().unwrap().provided.handed_over(
+            ProvideKey::Sha256([n; 32]),
+            true,
+            unix_now_secs(),
+        );
     }
 
     /// What `start_providing` stores for us: no addresses, no expiry.
@@ -185,46 +206,54 @@ mod tests {
         ProviderRecord::new(key, peer, vec![addr])
     }
 
-    #[test]
-    fn own_records_come_back_as_plain_records_and_go_on_removal() {
-        let (mut s, local) = store(10, 10);
-        s.add_provider(plain(key(1), local)).unwrap();
-        s.add_provider(plain(key(2), local)).unwrap();
-        // Storing the same key again is an update, not a second record.
-        s.add_provider(plain(key(1), local)).unwrap();
-        assert_eq!(s.providers(&key(1)), vec![plain(key(1), local)]);
-        let mut provided: Vec<RecordKey> = s.provided().map(|r| r.key.clone()).collect();
-        provided.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
-        assert_eq!(provided, vec![key(1), key(2)]);
-        s.remove_provider(&key(1), &local);
-        assert!(s.providers(&key(1)).is_empty());
-        assert_eq!(s.provided().count(), 1);
+    fn provided_keys(s: &CompactStore) -> Vec<RecordKey> {
+        let mut keys: Vec<RecordKey> = s.provided().map(|r| r.key.clone()).collect();
+        keys.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        keys
     }
 
     #[test]
-    fn own_and_foreign_keys_have_separate_bounds() {
-        let (mut s, local) = store(2, 1);
-        s.add_provider(plain(key(1), local)).unwrap();
-        s.add_provider(plain(key(2), local)).unwrap();
-        assert!(matches!(
-            s.add_provider(plain(key(3), local)),
-            Err(Error::MaxProvidedKeys)
-        ));
+    fn own_records_are_the_schedule_keys_hidden_while_paused_and_gone_when_withdrawn() {
+        let (mut s, shared, local) = store(10);
+        provide(&mut s, &shared, 1);
+        provide(&mut s, &shared, 2);
+        // Storing the same key again is an update, not a second record.
+        provide(&mut s, &shared, 1);
+        assert_eq!(s.providers(&key(1)), vec![plain(key(1), local)]);
+        assert_eq!(provided_keys(&s), vec![key(1), key(2)]);
+        s.set_own_records_hidden(true);
+        assert!(s.providers(&key(1)).is_empty());
+        assert_eq!(s.provided().count(), 0);
+        s.set_own_records_hidden(false);
+        assert_eq!(s.providers(&key(2)), vec![plain(key(2), local)]);
+        shared.withdraw(&[ProvideKey::Sha256([1; 32])]);
+        assert!(s.providers(&key(1)).is_empty());
+        assert_eq!(provided_keys(&s), vec![key(2)]);
+        // A key outside the schedule (or not a multihash) is not ours, whatever Kademlia stored.
+        s.add_provider(plain(key(3), local)).unwrap();
+        assert!(s.providers(&key(3)).is_empty());
+        assert!(s.providers(&RecordKey::new(b"not a multihash")).is_empty());
+    }
+
+    #[test]
+    fn foreign_keys_have_their_own_bound() {
+        let (mut s, shared, local) = store(1);
         let peer = PeerId::random();
         s.add_provider(foreign(key(4), peer)).unwrap();
         assert!(matches!(
             s.add_provider(foreign(key(5), PeerId::random())),
             Err(Error::MaxProvidedKeys)
         ));
-        // A foreign record for a key we provide needs no new key slot; a full foreign table cannot push out ours.
-        s.add_provider(plain(key(1), local)).unwrap();
+        // A full foreign table cannot push out ours.
+        provide(&mut s, &shared, 1);
+        assert_eq!(s.providers(&key(1)), vec![plain(key(1), local)]);
         assert_eq!(s.providers(&key(4)), vec![foreign(key(4), peer)]);
     }
 
     #[test]
     fn foreign_records_update_in_place_and_stop_at_the_per_key_limit() {
-        let (mut s, local) = store(10, 10);
-        s.add_provider(plain(key(1), local)).unwrap();
+        let (mut s, shared, _) = store(10);
+        provide(&mut s, &shared, 1);
         let first = PeerId::random();
         s.add_provider(foreign(key(1), first)).unwrap();
         let mut updated = foreign(key(1), first);
@@ -251,23 +280,20 @@ mod tests {
     }
 
     #[test]
-    fn an_own_record_with_addresses_is_kept_whole_and_replaced_by_a_plain_one() {
-        let (mut s, local) = store(10, 10);
-        let full = foreign(key(1), local);
-        s.add_provider(full.clone()).unwrap();
-        assert_eq!(s.providers(&key(1)), vec![full.clone()]);
-        assert_eq!(
-            s.provided().map(|r| r.into_owned()).collect::<Vec<_>>(),
-            vec![full]
-        );
-        s.add_provider(plain(key(1), local)).unwrap();
+    fn records_naming_us_are_answered_from_the_schedule_only() {
+        let (mut s, shared, local) = store(10);
+        // Whatever shape a record of ours has, it is not stored: only the schedule's keys are ours.
+        s.add_provider(foreign(key(1), local)).unwrap();
+        assert!(s.providers(&key(1)).is_empty());
+        assert_eq!(s.provided().count(), 0);
+        provide(&mut s, &shared, 1);
         assert_eq!(s.providers(&key(1)), vec![plain(key(1), local)]);
         assert_eq!(s.provided().count(), 1);
     }
 
     #[test]
     fn value_records_go_to_the_inner_store() {
-        let (mut s, _) = store(10, 10);
+        let (mut s, _, _) = store(10);
         s.put(Record::new(key(9), b"value".to_vec())).unwrap();
         assert_eq!(s.get(&key(9)).unwrap().value, b"value".to_vec());
         assert_eq!(s.records().count(), 1);

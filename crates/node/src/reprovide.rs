@@ -1,12 +1,15 @@
-//! When each provided key is next due for a network provide, and the compact history file of last-provided times
-//! that lets a restart re-provide keys by age (each on its own 12 h cycle) instead of all of them at once.
-//! Pure bookkeeping with the clock passed in (unix seconds), so the schedule is unit-tested without a network.
+//! The keys this node provides (held once, compactly: [`ProvideKey`]), when each is next due for a network provide,
+//! and the compact history file of last-provided times that lets a restart re-provide keys by age (each on its own
+//! 12 h cycle) instead of all of them at once. The schedule's keys are also our provider records: the record store
+//! answers from them (`crate::provider_store`). Pure bookkeeping with the clock passed in (unix seconds), so the
+//! schedule is unit-tested without a network.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cid::multihash::Multihash;
 use cid::Cid;
 
 /// How often every provided key is provided to the network again (provider records live 22–48 h at peers).
@@ -26,23 +29,92 @@ pub fn unix_now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// A key's id in the history file: the first 8 bytes of its multihash digest (provider records are keyed by
-/// multihash, so a CIDv0 and a CIDv1 of one file share it). Digests are uniformly random: for 100k keys a
-/// collision is about one in 10^9, and its only effect is one key re-provided early or late.
-pub fn history_id(cid: &Cid) -> u64 {
-    let mut id = [0u8; 8];
-    let digest = cid.hash().digest();
-    let n = digest.len().min(8);
-    id[..n].copy_from_slice(&digest[..n]);
-    u64::from_le_bytes(id)
+/// The multicodec code of sha2-256.
+const SHA2_256: u64 = 0x12;
+
+/// A provided key: the multihash of a CID (IPFS provider records are keyed by multihash, so a CIDv0 and a CIDv1
+/// of one file share it). Every root CID pkgseed computes is sha2-256, held inline as its 32-byte digest; other
+/// multihashes (the sha2-512 checksum CIDs of registries that publish sha512) are held whole on the heap. A
+/// schedule entry is 56 bytes where a `Cid` key alone took 96.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProvideKey {
+    Sha256([u8; 32]),
+    /// The multihash's bytes (code, length, digest); never a sha2-256 one.
+    Other(Box<[u8]>),
+}
+
+impl ProvideKey {
+    pub fn of_cid(cid: &Cid) -> ProvideKey {
+        ProvideKey::of_multihash(cid.hash())
+    }
+
+    fn of_multihash(multihash: &Multihash<64>) -> ProvideKey {
+        match <[u8; 32]>::try_from(multihash.digest()) {
+            Ok(digest) if multihash.code() == SHA2_256 => ProvideKey::Sha256(digest),
+            _ => ProvideKey::Other(multihash.to_bytes().into_boxed_slice()),
+        }
+    }
+
+    /// The key of a Kademlia record (multihash bytes); `None` when they are not a multihash.
+    pub fn of_record_key(key: &[u8]) -> Option<ProvideKey> {
+        Multihash::<64>::from_bytes(key)
+            .ok()
+            .map(|multihash| ProvideKey::of_multihash(&multihash))
+    }
+
+    /// The multihash's bytes: what Kademlia keys provider records by.
+    pub fn multihash_bytes(&self) -> Vec<u8> {
+        match self {
+            ProvideKey::Sha256(digest) => Multihash::<64>::wrap(SHA2_256, digest)
+                .expect("32 bytes fit a multihash")
+                .to_bytes(),
+            ProvideKey::Other(bytes) => bytes.to_vec(),
+        }
+    }
+
+    fn digest(&self) -> &[u8] {
+        match self {
+            ProvideKey::Sha256(digest) => digest,
+            // Built from a parsed multihash: the digest is its tail, after the code and length varints.
+            ProvideKey::Other(bytes) => {
+                let multihash = Multihash::<64>::from_bytes(bytes).expect("a valid multihash");
+                &bytes[bytes.len() - multihash.digest().len()..]
+            }
+        }
+    }
+
+    /// The key's id in the history file: the first 8 bytes of its multihash digest. Digests are uniformly random:
+    /// for 100k keys a collision is about one in 10^9, and its only effect is one key re-provided early or late.
+    pub fn history_id(&self) -> u64 {
+        let mut id = [0u8; 8];
+        let digest = self.digest();
+        let n = digest.len().min(8);
+        id[..n].copy_from_slice(&digest[..n]);
+        u64::from_le_bytes(id)
+    }
+}
+
+/// Shown as the CIDv1 (raw codec) of the multihash, so log lines can be pasted into IPFS tools.
+impl std::fmt::Display for ProvideKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Multihash::<64>::from_bytes(&self.multihash_bytes()) {
+            Ok(multihash) => write!(f, "{}", Cid::new_v1(0x55, multihash)),
+            Err(_) => write!(f, "(invalid multihash)"),
+        }
+    }
+}
+
+/// Unix seconds as stored per key: u32 lasts until 2106 (the history file stores them so too).
+fn secs32(secs: u64) -> u32 {
+    u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct KeyTimes {
     /// The last provide that reached the network with our addresses in it (unix s); 0: none known.
-    last_ok_secs: u64,
+    last_ok_secs: u32,
     /// When the key is next handed to the network (unix s).
-    due_secs: u64,
+    due_secs: u32,
     /// Handed over while no external address was confirmed: its records went out without addresses.
     without_addrs: bool,
     /// Held back while the routing table was empty (only the local record is stored): provided once a peer is.
@@ -52,11 +124,11 @@ struct KeyTimes {
 /// Every provided key with its times, plus the history loaded at start that keys not yet announced can claim.
 #[derive(Debug)]
 pub struct Schedule {
-    keys: HashMap<Cid, KeyTimes>,
+    keys: HashMap<ProvideKey, KeyTimes>,
     /// From the history file; an entry is claimed (removed) when its key is announced after the start.
     history: HashMap<u64, u64>,
-    /// A lower bound of every key's `due_secs` (exact after [`Schedule::take_due`]); `u64::MAX` with no keys.
-    earliest_due_secs: u64,
+    /// A lower bound of every key's `due_secs` (exact after [`Schedule::take_due`]); `u32::MAX` with no keys.
+    earliest_due_secs: u32,
     /// A last-provided time changed since the history was last taken for saving.
     dirty: bool,
 }
@@ -66,7 +138,7 @@ impl Default for Schedule {
         Schedule {
             keys: HashMap::new(),
             history: HashMap::new(),
-            earliest_due_secs: u64::MAX,
+            earliest_due_secs: u32::MAX,
             dirty: false,
         }
     }
@@ -77,11 +149,11 @@ impl Schedule {
         self.keys.len()
     }
 
-    pub fn contains(&self, cid: &Cid) -> bool {
-        self.keys.contains_key(cid)
+    pub fn contains(&self, key: &ProvideKey) -> bool {
+        self.keys.contains_key(key)
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &Cid> {
+    pub fn keys(&self) -> impl Iterator<Item = &ProvideKey> {
         self.keys.keys()
     }
 
@@ -91,13 +163,13 @@ impl Schedule {
     }
 
     /// A key announced after the start (the index's keys, or a new artifact's): when the history says it was
-    /// provided less than [`REPROVIDE_INTERVAL`] ago, it becomes provided now, due when its own cycle ends, and
-    /// `true` is returned (the caller restores only the local record). Otherwise `false`: provide it now.
-    pub fn claim_recent(&mut self, cid: &Cid, now_secs: u64) -> bool {
-        if self.keys.contains_key(cid) {
+    /// provided less than [`REPROVIDE_INTERVAL`] ago, it becomes provided now (its provider record answers at once),
+    /// due when its own cycle ends, and `true` is returned. Otherwise `false`: provide it now.
+    pub fn claim_recent(&mut self, key: &ProvideKey, now_secs: u64) -> bool {
+        if self.keys.contains_key(key) {
             return false;
         }
-        let Some(last_ok_secs) = self.history.remove(&history_id(cid)) else {
+        let Some(last_ok_secs) = self.history.remove(&key.history_id()) else {
             return false;
         };
         if self.history.len() < self.history.capacity() / 4 {
@@ -110,10 +182,10 @@ impl Schedule {
             return false;
         }
         self.set(
-            *cid,
+            key.clone(),
             KeyTimes {
-                last_ok_secs,
-                due_secs,
+                last_ok_secs: secs32(last_ok_secs),
+                due_secs: secs32(due_secs),
                 without_addrs: false,
                 without_peers: false,
             },
@@ -121,29 +193,29 @@ impl Schedule {
         true
     }
 
-    /// A provide query started for `cid`: next due one interval from now (the query's outcome may change that).
-    pub fn handed_over(&mut self, cid: Cid, with_addrs: bool, now_secs: u64) {
-        let last_ok_secs = self.keys.get(&cid).map_or(0, |t| t.last_ok_secs);
+    /// A provide query started for `key`: next due one interval from now (the query's outcome may change that).
+    pub fn handed_over(&mut self, key: ProvideKey, with_addrs: bool, now_secs: u64) {
+        let last_ok_secs = self.keys.get(&key).map_or(0, |t| t.last_ok_secs);
         self.set(
-            cid,
+            key,
             KeyTimes {
                 last_ok_secs,
-                due_secs: now_secs.saturating_add(REPROVIDE_INTERVAL.as_secs()),
+                due_secs: secs32(now_secs.saturating_add(REPROVIDE_INTERVAL.as_secs())),
                 without_addrs: !with_addrs,
                 without_peers: false,
             },
         );
     }
 
-    /// No DHT peer to provide `cid` to (the routing table is empty): only its local record is stored. Due again as
+    /// No DHT peer to provide `key` to (the routing table is empty): only its local record answers. Due again as
     /// after a failed query, and provided at once when a peer enters the table ([`Schedule::take_without_peers`]).
-    pub fn held_without_peers(&mut self, cid: Cid, now_secs: u64) {
-        let last_ok_secs = self.keys.get(&cid).map_or(0, |t| t.last_ok_secs);
+    pub fn held_without_peers(&mut self, key: ProvideKey, now_secs: u64) {
+        let last_ok_secs = self.keys.get(&key).map_or(0, |t| t.last_ok_secs);
         self.set(
-            cid,
+            key,
             KeyTimes {
                 last_ok_secs,
-                due_secs: now_secs.saturating_add(RETRY_AFTER_FAILURE.as_secs()),
+                due_secs: secs32(now_secs.saturating_add(RETRY_AFTER_FAILURE.as_secs())),
                 without_addrs: false,
                 without_peers: true,
             },
@@ -152,19 +224,19 @@ impl Schedule {
 
     /// A provide query ended. Success with our addresses in the records is remembered (and saved); a failure is
     /// retried after [`RETRY_AFTER_FAILURE`]. A key withdrawn meanwhile stays withdrawn.
-    pub fn finished(&mut self, cid: &Cid, ok: bool, now_secs: u64) {
-        let Some(times) = self.keys.get(cid).copied() else {
+    pub fn finished(&mut self, key: &ProvideKey, ok: bool, now_secs: u64) {
+        let Some(times) = self.keys.get(key).copied() else {
             return;
         };
         if ok {
             if !times.without_addrs {
-                self.keys.get_mut(cid).expect("present").last_ok_secs = now_secs;
+                self.keys.get_mut(key).expect("present").last_ok_secs = secs32(now_secs);
                 self.dirty = true;
             }
         } else {
-            let retry = now_secs.saturating_add(RETRY_AFTER_FAILURE.as_secs());
+            let retry = secs32(now_secs.saturating_add(RETRY_AFTER_FAILURE.as_secs()));
             self.set(
-                *cid,
+                key.clone(),
                 KeyTimes {
                     due_secs: retry.min(times.due_secs),
                     ..times
@@ -173,22 +245,23 @@ impl Schedule {
         }
     }
 
-    pub fn remove(&mut self, cid: &Cid) {
-        if self.keys.remove(cid).is_some_and(|t| t.last_ok_secs != 0) {
+    pub fn remove(&mut self, key: &ProvideKey) {
+        if self.keys.remove(key).is_some_and(|t| t.last_ok_secs != 0) {
             self.dirty = true;
         }
     }
 
     /// Keys whose cycle has ended, to be queued. Each is pushed one interval ahead meanwhile (set again when it is
     /// handed over), so a key waiting in the queue is not taken twice.
-    pub fn take_due(&mut self, now_secs: u64) -> Vec<Cid> {
-        let next = now_secs.saturating_add(REPROVIDE_INTERVAL.as_secs());
+    pub fn take_due(&mut self, now_secs: u64) -> Vec<ProvideKey> {
+        let now = secs32(now_secs);
+        let next = secs32(now_secs.saturating_add(REPROVIDE_INTERVAL.as_secs()));
         let mut due = Vec::new();
-        let mut earliest = u64::MAX;
-        for (cid, times) in &mut self.keys {
-            if times.due_secs <= now_secs {
+        let mut earliest = u32::MAX;
+        for (key, times) in &mut self.keys {
+            if times.due_secs <= now {
                 times.due_secs = next;
-                due.push(*cid);
+                due.push(key.clone());
             }
             earliest = earliest.min(times.due_secs);
         }
@@ -198,24 +271,24 @@ impl Schedule {
 
     /// When the next key falls due (unix s), if any key is provided.
     pub fn next_due_secs(&self) -> Option<u64> {
-        (!self.keys.is_empty()).then_some(self.earliest_due_secs)
+        (!self.keys.is_empty()).then_some(u64::from(self.earliest_due_secs))
     }
 
     /// Keys whose records went out without our addresses (handed over before the first external address was
     /// confirmed); they are no longer marked so, and their queries go again once.
-    pub fn take_without_addrs(&mut self) -> Vec<Cid> {
+    pub fn take_without_addrs(&mut self) -> Vec<ProvideKey> {
         self.take_marked(|t| &mut t.without_addrs)
     }
 
     /// Keys held back while the routing table was empty; they are no longer marked so, and are provided now.
-    pub fn take_without_peers(&mut self) -> Vec<Cid> {
+    pub fn take_without_peers(&mut self) -> Vec<ProvideKey> {
         self.take_marked(|t| &mut t.without_peers)
     }
 
-    fn take_marked(&mut self, mark: fn(&mut KeyTimes) -> &mut bool) -> Vec<Cid> {
+    fn take_marked(&mut self, mark: fn(&mut KeyTimes) -> &mut bool) -> Vec<ProvideKey> {
         self.keys
             .iter_mut()
-            .filter_map(|(cid, t)| std::mem::take(mark(t)).then_some(*cid))
+            .filter_map(|(key, t)| std::mem::take(mark(t)).then(|| key.clone()))
             .collect()
     }
 
@@ -235,18 +308,18 @@ impl Schedule {
             .filter(|(_, &secs)| secs > horizon)
             .map(|(&id, &secs)| (id, secs))
             .collect();
-        for (cid, times) in &self.keys {
+        for (key, times) in &self.keys {
             if times.last_ok_secs != 0 {
-                let entry = entries.entry(history_id(cid)).or_default();
-                *entry = (*entry).max(times.last_ok_secs);
+                let entry = entries.entry(key.history_id()).or_default();
+                *entry = (*entry).max(u64::from(times.last_ok_secs));
             }
         }
         entries.into_iter().collect()
     }
 
-    fn set(&mut self, cid: Cid, times: KeyTimes) {
+    fn set(&mut self, key: ProvideKey, times: KeyTimes) {
         self.earliest_due_secs = self.earliest_due_secs.min(times.due_secs);
-        self.keys.insert(cid, times);
+        self.keys.insert(key, times);
     }
 }
 
@@ -314,10 +387,36 @@ mod tests {
     const HOUR: u64 = 3600;
     const START: u64 = 1_800_000_000;
 
-    fn cid(n: u8) -> Cid {
-        let digest = [n; 32];
-        let mh = cid::multihash::Multihash::<64>::wrap(0x12, &digest).unwrap();
-        Cid::new_v1(0x55, mh)
+    fn key(n: u8) -> ProvideKey {
+        ProvideKey::Sha256([n; 32])
+    }
+
+    #[test]
+    fn keys_are_multihashes_inline_for_sha256_and_whole_otherwise() {
+        let sha256 = Multihash::<64>::wrap(0x12, &[7; 32]).unwrap();
+        let v1 = Cid::new_v1(0x55, sha256);
+        let v0 = Cid::new_v0(sha256).unwrap();
+        // Provider records are keyed by multihash: the CIDv0 and CIDv1 of one file are one key.
+        assert_eq!(ProvideKey::of_cid(&v1), ProvideKey::of_cid(&v0));
+        assert_eq!(ProvideKey::of_cid(&v1), ProvideKey::Sha256([7; 32]));
+        assert_eq!(ProvideKey::of_cid(&v1).multihash_bytes(), sha256.to_bytes());
+        let sha512 = Multihash::<64>::wrap(0x13, &[9; 64]).unwrap();
+        let other = ProvideKey::of_cid(&Cid::new_v1(0x55, sha512));
+        assert_eq!(other, ProvideKey::Other(sha512.to_bytes().into()));
+        for key in [ProvideKey::of_cid(&v1), other.clone()] {
+            assert_eq!(
+                ProvideKey::of_record_key(&key.multihash_bytes()),
+                Some(key.clone())
+            );
+        }
+        // History ids are the digest's first 8 bytes, as the file has always stored them.
+        assert_eq!(
+            ProvideKey::of_cid(&v0).history_id(),
+            u64::from_le_bytes([7; 8])
+        );
+        assert_eq!(other.history_id(), u64::from_le_bytes([9; 8]));
+        assert_eq!(ProvideKey::of_record_key(b"not a multihash"), None);
+        assert_eq!(other.to_string(), Cid::new_v1(0x55, sha512).to_string());
     }
 
     #[test]
@@ -326,13 +425,13 @@ mod tests {
         let mut before = Schedule::default();
         let provided_at = [(1, START), (2, START + 3 * HOUR), (3, START + 6 * HOUR)];
         for (n, at) in provided_at {
-            before.handed_over(cid(n), true, at);
-            before.finished(&cid(n), true, at);
+            before.handed_over(key(n), true, at);
+            before.finished(&key(n), true, at);
         }
-        before.handed_over(cid(4), true, START - 20 * HOUR);
-        before.finished(&cid(4), true, START - 20 * HOUR);
-        before.handed_over(cid(5), true, START);
-        before.finished(&cid(5), false, START);
+        before.handed_over(key(4), true, START - 20 * HOUR);
+        before.finished(&key(4), true, START - 20 * HOUR);
+        before.handed_over(key(5), true, START);
+        before.finished(&key(5), false, START);
         let restart = START + 7 * HOUR;
         let saved = encode_history(&before.take_history(restart));
         assert!(!before.is_dirty());
@@ -340,7 +439,7 @@ mod tests {
         let mut after = Schedule::default();
         after.set_history(decode_history(&saved).unwrap());
         let restored: Vec<u8> = (1..=5)
-            .filter(|&n| after.claim_recent(&cid(n), restart))
+            .filter(|&n| after.claim_recent(&key(n), restart))
             .collect();
         // 1..=3 were provided within 12 h: kept (local record only); 4 (27 h ago) and 5 (never) go out now.
         assert_eq!(restored, vec![1, 2, 3]);
@@ -348,22 +447,22 @@ mod tests {
         assert_eq!(after.next_due_secs(), Some(START + 12 * HOUR));
         // Each comes due when its own cycle ends.
         assert!(after.take_due(START + 12 * HOUR - 1).is_empty());
-        assert_eq!(after.take_due(START + 12 * HOUR), vec![cid(1)]);
-        assert_eq!(after.take_due(START + 15 * HOUR), vec![cid(2)]);
+        assert_eq!(after.take_due(START + 12 * HOUR), vec![key(1)]);
+        assert_eq!(after.take_due(START + 15 * HOUR), vec![key(2)]);
         assert_eq!(after.next_due_secs(), Some(START + 18 * HOUR));
-        assert_eq!(after.take_due(START + 18 * HOUR), vec![cid(3)]);
+        assert_eq!(after.take_due(START + 18 * HOUR), vec![key(3)]);
         // A claimed entry is gone: announcing the key again later means providing it.
-        assert!(!after.claim_recent(&cid(7), restart));
+        assert!(!after.claim_recent(&key(7), restart));
     }
 
     #[test]
     fn failures_retry_after_an_hour_and_are_not_remembered() {
         let mut s = Schedule::default();
-        s.handed_over(cid(1), true, START);
-        s.finished(&cid(1), false, START + 10);
+        s.handed_over(key(1), true, START);
+        s.finished(&key(1), false, START + 10);
         assert!(!s.is_dirty());
         assert!(s.take_due(START + HOUR).is_empty());
-        assert_eq!(s.take_due(START + 10 + HOUR), vec![cid(1)]);
+        assert_eq!(s.take_due(START + 10 + HOUR), vec![key(1)]);
         assert!(s.take_history(START + HOUR).is_empty());
         // Taken keys are not taken again while they wait in the queue.
         assert!(s.take_due(START + 2 * HOUR).is_empty());
@@ -372,17 +471,17 @@ mod tests {
     #[test]
     fn keys_provided_without_addresses_are_not_remembered_and_go_again_once() {
         let mut s = Schedule::default();
-        s.handed_over(cid(1), false, START);
-        s.handed_over(cid(2), false, START);
-        s.finished(&cid(1), true, START + 5);
+        s.handed_over(key(1), false, START);
+        s.handed_over(key(2), false, START);
+        s.finished(&key(1), true, START + 5);
         assert!(
             s.take_history(START + 5).is_empty(),
             "no addresses, not a real provide"
         );
-        s.handed_over(cid(3), true, START + 6);
+        s.handed_over(key(3), true, START + 6);
         let mut again = s.take_without_addrs();
         again.sort();
-        let mut expected = vec![cid(1), cid(2)];
+        let mut expected = vec![key(1), key(2)];
         expected.sort();
         assert_eq!(again, expected);
         assert!(s.take_without_addrs().is_empty(), "only once");
@@ -392,18 +491,18 @@ mod tests {
     fn withdrawn_keys_leave_the_history_and_stale_entries_are_dropped() {
         let mut s = Schedule::default();
         s.set_history([
-            (history_id(&cid(8)), START - 13 * HOUR),
-            (history_id(&cid(9)), START - HOUR),
+            (key(8).history_id(), START - 13 * HOUR),
+            (key(9).history_id(), START - HOUR),
         ]);
-        s.handed_over(cid(1), true, START);
-        s.finished(&cid(1), true, START);
-        s.remove(&cid(1));
-        s.finished(&cid(1), true, START + 1);
-        assert!(!s.contains(&cid(1)));
+        s.handed_over(key(1), true, START);
+        s.finished(&key(1), true, START);
+        s.remove(&key(1));
+        s.finished(&key(1), true, START + 1);
+        assert!(!s.contains(&key(1)));
         // Key 9's unclaimed entry is still within its cycle and kept; key 8's is older than a cycle.
         assert_eq!(
             s.take_history(START),
-            vec![(history_id(&cid(9)), START - HOUR)]
+            vec![(key(9).history_id(), START - HOUR)]
         );
     }
 
