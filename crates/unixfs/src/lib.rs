@@ -28,7 +28,8 @@ pub const MULTIHASH_SHA2_256: u64 = 0x12;
 /// Multihash code of sha2-512.
 pub const MULTIHASH_SHA2_512: u64 = 0x13;
 
-/// How much `dag_of_file` reads per call.
+/// How much `dag_of_file` reads per call on this thread alone (inputs of one chunk; a read buffer the input's size
+/// plus one byte, so the end shows without a second pass; larger inputs go to `file_reader`).
 pub(crate) const FILE_READ_BUFFER_BYTES: usize = 1024 * 1024;
 
 pub(crate) fn sha256_multihash(digest: &[u8]) -> Multihash<64> {
@@ -273,7 +274,7 @@ fn dag_of_reader(
     profile: Profile,
     extra: ExtraDigests,
 ) -> std::io::Result<FileDag> {
-    if len_bytes >= file_reader::HELPER_THREAD_MIN_FILE_BYTES {
+    if file_reader::uses_helper(len_bytes, profile) {
         return file_reader::dag_with_helper_thread(input, profile, extra);
     }
     let mut builder = DagBuilder::with_extra_digests(profile, extra);

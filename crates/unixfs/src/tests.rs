@@ -483,13 +483,9 @@ fn pb_leaf_block_round_trips_through_the_builder() {
 fn dag_of_file_matches_the_streaming_builder() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("artifact.bin");
-    // Below, at and above the size where a helper thread takes over the whole-file digests.
-    let helper_threshold_bytes = file_reader::HELPER_THREAD_MIN_FILE_BYTES as usize;
-    for file_len in [
-        3 * 1_048_576 + 12_345,
-        helper_threshold_bytes,
-        helper_threshold_bytes + 5 * 1_048_576 + 7,
-    ] {
+    // At and just above the size where the helper thread takes over the whole-file digests, and far above it.
+    let chunk = Profile::UnixfsV1_2025.chunk_size_bytes() as usize;
+    for file_len in [chunk, chunk + 1, 3 * 1_048_576 + 12_345, 9 * 1_048_576 + 7] {
         let file = pattern_bytes(file_len, 21);
         std::fs::write(&path, &file).unwrap();
         for profile in Profile::ALL {
@@ -511,6 +507,49 @@ fn dag_of_file_matches_the_streaming_builder() {
     .is_err());
 }
 
+/// The digest helper thread is started once per calling thread and serves every later input, also after an input
+/// whose read failed half-way (that one is an error, the next one hashes right).
+#[test]
+fn each_thread_keeps_one_digest_helper_across_inputs_and_read_errors() {
+    struct FailsAtEnd<'a>(&'a [u8]);
+    impl std::io::Read for FailsAtEnd<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("the disk went away"));
+            }
+            let n = buffer.len().min(self.0.len());
+            buffer[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let profile = Profile::UnixfsV1_2025;
+    let chunk = profile.chunk_size_bytes() as usize;
+    let file = pattern_bytes(3 * chunk + 5, 4);
+    let len = file.len() as u64;
+    let expected = build_whole(DagBuilder::new(profile, true), &file);
+    let extra = ExtraDigests::sha512_if(true);
+    let started = || file_reader::HELPERS_STARTED_HERE.with(|started| started.get());
+    let before = started();
+    for _ in 0..5 {
+        assert_same_dag(
+            &crate::dag_of_reader(&file[..], len, profile, extra).unwrap(),
+            &expected,
+        );
+    }
+    let half = FailsAtEnd(&file[..2 * chunk + 100]);
+    assert!(crate::dag_of_reader(half, len, profile, extra).is_err());
+    assert_same_dag(
+        &crate::dag_of_reader(&file[..], len, profile, extra).unwrap(),
+        &expected,
+    );
+    assert!(
+        started() >= 1 && started() - before <= 1,
+        "{before} -> {}",
+        started()
+    );
+}
+
 /// A byte range inside a larger file has exactly the DAG (and digests) of a file holding only those bytes, at the
 /// interesting sizes on both read paths, with block offsets relative to the range; a range past the end is an error.
 #[test]
@@ -521,7 +560,6 @@ fn dag_of_a_file_range_is_the_dag_of_the_extracted_bytes() {
         directory.path().join("extracted.bin"),
     );
     let chunk = Profile::UnixfsV1_2025.chunk_size_bytes() as usize;
-    let helper_threshold_bytes = file_reader::HELPER_THREAD_MIN_FILE_BYTES as usize;
     let prefix = pattern_bytes(517, 1);
     let suffix = pattern_bytes(300, 2);
     for range_len in [
@@ -532,7 +570,7 @@ fn dag_of_a_file_range_is_the_dag_of_the_extracted_bytes() {
         chunk + 1,
         2 * chunk - 1,
         2 * chunk + 1,
-        helper_threshold_bytes + 3,
+        4 * 1_048_576 + 3,
     ] {
         let body = pattern_bytes(range_len, 31);
         std::fs::write(&container, [&prefix[..], &body, &suffix].concat()).unwrap();
@@ -590,12 +628,7 @@ fn extra_digests_include_sha1_on_both_read_paths() {
     use sha1::Sha1;
     let dir = tempfile::tempdir().unwrap();
     // Below and above the helper-thread threshold: both whole-file hashing paths must fill in sha1.
-    for file_len in [
-        0usize,
-        5,
-        1_048_577,
-        file_reader::HELPER_THREAD_MIN_FILE_BYTES as usize + 3,
-    ] {
+    for file_len in [0usize, 5, 262_144, 262_145, 4 * 1_048_576 + 3] {
         let bytes = pattern_bytes(file_len, 11);
         let path = dir.path().join(format!("f{file_len}"));
         std::fs::write(&path, &bytes).unwrap();
