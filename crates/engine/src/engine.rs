@@ -656,6 +656,12 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
                     shared.emit(EngineEvent::FirstScanDone);
                 }
                 if !scanning {
+                    // The scan thread's digest helper and read buffers are not needed until the next scan.
+                    crate::priority::run_blocking(
+                        scan_worker.as_ref(),
+                        pkgseed_unixfs::stop_digest_helper,
+                    )
+                    .await;
                     pkgseed_node::release_freed_memory();
                 }
                 let progress = shared.scan.lock().unwrap().clone();

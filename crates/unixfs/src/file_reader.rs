@@ -12,8 +12,8 @@ use crate::{ExtraDigests, FileDag, Profile};
 
 /// Read buffers handed between this thread and its helper; kept by both threads between files.
 const HELPER_READ_BUFFERS: usize = 4;
-/// One leaf's worth: small enough that the buffers kept per thread stay small (1 MiB), large enough that a read
-/// and two channel messages per buffer cost nothing next to hashing it.
+/// Small enough that the buffers kept per thread stay small (1 MiB in all), large enough that a read and two
+/// channel messages per buffer cost nothing next to hashing it.
 const HELPER_READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// One `read`, retried when interrupted.
@@ -171,6 +171,12 @@ impl DigestHelper {
         };
         read_result.map(|()| builder.finish(Some(digests)))
     }
+}
+
+/// Ends the calling thread's digest helper and frees its read buffers (for a thread done with large inputs for a
+/// while, such as the engine's scan thread after a scan); the next large input starts a new one.
+pub fn stop_digest_helper() {
+    HELPER.with(|slot| slot.borrow_mut().take());
 }
 
 /// Builds the DAG on this thread and the whole-input digests on this thread's helper, both from the same read

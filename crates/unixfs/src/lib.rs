@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256, Sha512};
 
 use crate::builder::{BalancedBuilder, WholeFileHasher};
 pub use crate::confine::{check_confined, Unconfined, SPARSE_CHECK_MIN_BYTES};
+pub use crate::file_reader::stop_digest_helper;
 
 /// Multicodec of a raw block.
 pub const CODEC_RAW: u64 = 0x55;

@@ -508,7 +508,7 @@ fn dag_of_file_matches_the_streaming_builder() {
 }
 
 /// The digest helper thread is started once per calling thread and serves every later input, also after an input
-/// whose read failed half-way (that one is an error, the next one hashes right).
+/// whose read failed half-way (that one is an error, the next one hashes right), until it is stopped.
 #[test]
 fn each_thread_keeps_one_digest_helper_across_inputs_and_read_errors() {
     struct FailsAtEnd<'a>(&'a [u8]);
@@ -548,6 +548,14 @@ fn each_thread_keeps_one_digest_helper_across_inputs_and_read_errors() {
         "{before} -> {}",
         started()
     );
+    // Stopped (a scan ended): the next large input starts a new helper.
+    let running = started();
+    crate::stop_digest_helper();
+    assert_same_dag(
+        &crate::dag_of_reader(&file[..], len, profile, extra).unwrap(),
+        &expected,
+    );
+    assert_eq!(started(), running + 1);
 }
 
 /// A byte range inside a larger file has exactly the DAG (and digests) of a file holding only those bytes, at the
