@@ -3,7 +3,7 @@
 // must survive an install path with a space.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { APP, makeHome, startAppInSession, status, control, waitFor, menuItems, menuItem, clickMenuItem,
   trayProperty, pixel, execLine } from './lib.mjs';
@@ -66,6 +66,8 @@ test('Start on login writes a login item that survives a path with a space', { t
   const dir = path.join(home.home, 'my apps');
   mkdirSync(dir);
   const bin = path.join(dir, 'pkgseed-desktop');
+  // The copy is the size of the app (a debug build is 235 MB): gone with the test.
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   copyFileSync(APP, bin);
   chmodSync(bin, 0o755);
   const { env, tray, home: appHome } = await startApp(t, 'autostart', { bin });
