@@ -103,6 +103,8 @@ pub fn run(options: BenchOptions) -> Result<()> {
         }
     }
     index.set_bulk_writes(false)?;
+    // As the engine does when a scan is done.
+    index.compact_if_grown()?;
     let index_secs = index_start.elapsed().as_secs_f64();
 
     let mb = total_bytes as f64 / 1e6;

@@ -651,6 +651,18 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
                 {
                     tracing::error!(%err, "cannot flush the index");
                 }
+                // A scan's many commits leave the file larger than its tables (redb: free pages, doubling
+                // growth); give that back before the scan counts as done. Reads wait meanwhile.
+                let index = shared.index.clone();
+                let started = std::time::Instant::now();
+                match tokio::task::spawn_blocking(move || index.compact_if_grown()).await {
+                    Ok(Ok(true)) => tracing::debug!(
+                        ms = started.elapsed().as_millis() as u64,
+                        "index compacted"
+                    ),
+                    Ok(Ok(false)) | Err(_) => {}
+                    Ok(Err(err)) => tracing::warn!(%err, "cannot compact the index"),
+                }
                 if first {
                     shared.first_scan_done.store(true, Ordering::SeqCst);
                     shared.emit(EngineEvent::FirstScanDone);

@@ -2,18 +2,32 @@
 //! from the cache file on demand and its hash verified before it is returned.
 //! (API contract for the other crates; the implementation is owned by this crate.)
 //!
-//! Layout (redb, one file):
-//! - `artifacts`: artifact id → [`ArtifactRecord`] in the compact binary encoding of `record.rs` (schema 1 wrote
-//!   JSON; both are read)
-//! - `paths`: path bytes → artifact id (one artifact per path)
+//! Layout (redb, one file; schema 4):
+//! - `artifacts`: artifact id → [`ArtifactRecord`] in the compact binary encoding of `record.rs` (schema 4 writes
+//!   format 4: LEB128 integers, a checksum CID equal to the root and a registry digest equal to the checksum CID's
+//!   stored by reference; formats 2 and 3 and schema 1's JSON are still read)
+//! - `path_ids`: 64-bit hash of the path bytes (SHA-256, first 8 bytes) → artifact ids at paths with that hash (one
+//!   unless two paths collide; the record's path decides). The path itself is stored once, in the record. Schema 3
+//!   and older kept a `paths` table (path bytes → id): it is moved into `path_ids` in the transaction that opens
+//!   such an index, so a crash before that commit leaves the old table and schema untouched.
 //! - `blocks`: multimap CID bytes → encoded location (artifact, kind, offset, len; the offset is relative to the
 //!   artifact's content range, which is the whole file except for pip's pre-23.3 inline bodies). Two artifacts may
-//!   hold the same CID; each keeps its own location, so removing one never removes the other's.
-//! - `artifact_blocks`: multimap artifact id → CID bytes (what to withdraw / delete when the artifact goes)
+//!   hold the same CID; each keeps its own location, so removing one never removes the other's. A whole-file
+//!   checksum block with the same CID and range as one of the artifact's raw leaves (a single-chunk sha256 file:
+//!   the leaf IS the checksum block) is stored once, as the leaf (schema 4).
+//! - `artifact_blocks`: multimap artifact id → CID bytes (what to withdraw / delete when the artifact goes), except
+//!   the root and checksum CIDs, which the record names (schema 4; older indexes have rows for them too, and both
+//!   are read: [`Index::block_cids_of`] and removal take the union)
 //! - `interior`: CID bytes → encoded interior node; kept while at least one interior location refers to it
 //! - `ecosystem_totals`: ecosystem → (artifact count, artifact bytes), kept in step with `artifacts` by every write so
 //!   the status never decodes every record (filled from `artifacts` when an older index lacks it)
 //! - `meta`: `schema_version`, `next_id`
+//!
+//! Size on disk (issue 6 goal: ≤ 0.5 % of the seeded bytes; docs/benchmarks.md, "Index size"): per artifact the
+//! rows above are ≈ 300 bytes, but redb's B-tree leaves end about half full (ids grow, so leaves split at their
+//! middle and the left half is never filled again), its copy-on-write commits leave freed pages behind, and its file
+//! grows by doubling. [`Index::compact_if_grown`] (called by the engine when a scan is done) moves the used pages to
+//! the front and gives the rest back; it is crash-safe (redb's ordinary two-phase commits, only moving pages).
 
 mod location;
 mod record;
@@ -29,6 +43,7 @@ use redb::{
     Database, MultimapTableDefinition, ReadableMultimapTable, ReadableTable, ReadableTableMetadata,
     TableDefinition, TableHandle, WriteTransaction,
 };
+use sha2::Digest;
 
 use crate::location::{LocKind, Location};
 
@@ -164,15 +179,21 @@ pub enum BlockReadError {
     Index(#[from] IndexError),
 }
 
-/// The schema this build writes and understands. Schema 3 added records whose artifact is a byte range of its file
-/// (record format 3); schema 2 (binary records, all whole files) and schema 1 (JSON records) are read too and marked
-/// 3 on open: their records stay readable as they are (content = the whole file), so an older build refuses the
-/// file instead of misreading a range record.
-pub const SCHEMA_VERSION: u64 = 3;
-const OLDER_READABLE_SCHEMAS: [u64; 2] = [1, 2];
+/// The schema this build writes and understands. Schema 4 (smaller on disk) hashes the path table's keys, writes
+/// record format 4, and leaves out the block rows its records already name; schema 3 added records whose artifact is
+/// a byte range of its file (record format 3); schema 2 (binary records, all whole files) and schema 1 (JSON
+/// records) are read too. An older index is marked 4 on open, its `paths` table moved to `path_ids` in that same
+/// transaction; its records and block rows stay as they are and are read as written, so an older build refuses the
+/// file instead of misreading it.
+pub const SCHEMA_VERSION: u64 = 4;
+const OLDER_READABLE_SCHEMAS: [u64; 3] = [1, 2, 3];
 
 const ARTIFACTS: TableDefinition<u64, &[u8]> = TableDefinition::new("artifacts");
+/// Schema 3 and older: path bytes → artifact id. Moved into [`PATH_IDS`] when such an index is opened.
 const PATHS: TableDefinition<&[u8], u64> = TableDefinition::new("paths");
+/// A 64-bit hash of the path bytes → the ids of the artifacts at paths with that hash, u64 LE each (one, unless
+/// two paths collide); the record's path decides which one a path names.
+const PATH_IDS: TableDefinition<u64, &[u8]> = TableDefinition::new("path_ids");
 const BLOCKS: MultimapTableDefinition<&[u8], &[u8]> = MultimapTableDefinition::new("blocks");
 const ARTIFACT_BLOCKS: MultimapTableDefinition<u64, &[u8]> =
     MultimapTableDefinition::new("artifact_blocks");
@@ -270,10 +291,14 @@ enum Candidate {
 }
 
 pub struct Index {
-    db: Database,
+    /// Every transaction begins under the read lock, released as soon as it has begun; only
+    /// [`Index::compact_if_grown`] takes the write lock (redb's compaction needs the database to itself).
+    db: std::sync::RwLock<Database>,
     path: PathBuf,
     /// While set, writes commit with eventual durability (a bulk scan); [`Index::flush`] makes them durable.
     bulk_writes: std::sync::atomic::AtomicBool,
+    /// The file's size after the last [`Index::compact_if_grown`] (0 before the first).
+    compacted_disk_bytes: std::sync::atomic::AtomicU64,
     /// Where the owner keeps its own hard link to an artifact's file, by root CID (pkgseed's store): a link there
     /// is accounted for by the hard-link rule at every read ([`pkgseed_unixfs::check_confined`]).
     own_link_of: std::sync::OnceLock<OwnLinkOf>,
@@ -326,9 +351,10 @@ impl Index {
             other => corrupt(&other),
         })?;
         let index = Index {
-            db,
+            db: std::sync::RwLock::new(db),
             path: path.to_path_buf(),
             bulk_writes: std::sync::atomic::AtomicBool::new(false),
+            compacted_disk_bytes: std::sync::atomic::AtomicU64::new(0),
             own_link_of: std::sync::OnceLock::new(),
         };
         index.init_schema()?;
@@ -347,7 +373,7 @@ impl Index {
 
     /// Creates the tables on first use and refuses a schema this build does not understand.
     fn init_schema(&self) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.database().begin_write().map_err(db_err)?;
         let mut changed = false;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.schema_error(e))?;
@@ -373,17 +399,25 @@ impl Index {
             }
             txn.open_table(ARTIFACTS)
                 .map_err(|e| self.schema_error(e))?;
-            txn.open_table(PATHS).map_err(|e| self.schema_error(e))?;
+            txn.open_table(PATH_IDS).map_err(|e| self.schema_error(e))?;
             txn.open_multimap_table(BLOCKS)
                 .map_err(|e| self.schema_error(e))?;
             txn.open_multimap_table(ARTIFACT_BLOCKS)
                 .map_err(|e| self.schema_error(e))?;
             txn.open_table(INTERIOR).map_err(|e| self.schema_error(e))?;
         }
-        let has_totals = txn
+        let tables: Vec<String> = txn
             .list_tables()
             .map_err(db_err)?
-            .any(|table| table.name() == ECOSYSTEM_TOTALS.name());
+            .map(|table| table.name().to_string())
+            .collect();
+        if tables.iter().any(|name| name == PATHS.name()) {
+            // Schema 3 and older kept every path whole as a key; move them to the hashed table, in this same
+            // transaction (a crash before its commit leaves the old table and schema as they were).
+            move_paths_to_path_ids(&txn)?;
+            changed = true;
+        }
+        let has_totals = tables.iter().any(|name| name == ECOSYSTEM_TOTALS.name());
         if !has_totals {
             // An index written before the totals table: count once, then every write keeps it in step.
             fill_ecosystem_totals(&txn)?;
@@ -421,13 +455,61 @@ impl Index {
 
     /// Makes every committed write durable.
     pub fn flush(&self) -> Result<(), IndexError> {
-        let mut txn = self.db.begin_write().map_err(db_err)?;
+        let mut txn = self.database().begin_write().map_err(db_err)?;
         txn.set_durability(redb::Durability::Immediate);
         txn.commit().map_err(db_err)
     }
 
+    /// The database, for beginning one transaction (the guard must be dropped once it has begun, never held
+    /// while a transaction of this thread is open: [`Index::compact_if_grown`] waits for every guard).
+    fn database(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, IndexError> {
+        self.database().begin_read().map_err(db_err)
+    }
+
+    /// Gives the file's free pages back when it has grown since it was last compacted (or opened): redb's
+    /// copy-on-write commits leave freed pages behind and its file grows by doubling, so after a scan of many
+    /// batches the file is often two to three times what its tables use. Compaction moves the used pages to the
+    /// front and truncates the file. Returns whether it ran (the file had grown).
+    ///
+    /// Every read and write waits while it runs (docs/benchmarks.md has the times); call it when a scan is done,
+    /// not per write. Crash-safe: redb compacts in a series of ordinary two-phase-commit transactions that only
+    /// move pages, so a crash leaves the last committed state with every artifact in it (the next open repairs
+    /// redb's allocator state if needed).
+    pub fn compact_if_grown(&self) -> Result<bool, IndexError> {
+        use std::sync::atomic::Ordering;
+        let mut db = self
+            .db
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.disk_bytes()? <= self.compacted_disk_bytes.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        // Read transactions begun before the lock was taken end within one block read; wait for them (bounded).
+        let mut attempts = 0;
+        loop {
+            match db.compact() {
+                Ok(_) => break,
+                Err(redb::CompactionError::TransactionInProgress) if attempts < 200 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(other) => return Err(db_err(other)),
+            }
+        }
+        drop(db);
+        self.compacted_disk_bytes
+            .store(self.disk_bytes()?, Ordering::SeqCst);
+        Ok(true)
+    }
+
     fn begin_write(&self) -> Result<redb::WriteTransaction, IndexError> {
-        let mut txn = self.db.begin_write().map_err(db_err)?;
+        let mut txn = self.database().begin_write().map_err(db_err)?;
         if self.bulk_writes.load(std::sync::atomic::Ordering::SeqCst) {
             txn.set_durability(redb::Durability::Eventual);
         }
@@ -507,11 +589,8 @@ impl Index {
             match found.transpose()? {
                 None => None,
                 Some(mut record) => {
-                    let mut paths = txn.open_table(PATHS).map_err(db_err)?;
-                    let taken = paths
-                        .get(path_key(new_path))
-                        .map_err(db_err)?
-                        .map(|v| v.value());
+                    let mut paths = txn.open_table(PATH_IDS).map_err(db_err)?;
+                    let taken = id_at_path(&paths, &artifacts, new_path)?;
                     if taken.is_some_and(|other| other != id) {
                         return Err(IndexError::Invalid(format!(
                             "{} is already indexed as another artifact",
@@ -519,7 +598,7 @@ impl Index {
                         )));
                     }
                     remove_path_of(&mut paths, &record.path, id)?;
-                    paths.insert(path_key(new_path), id).map_err(db_err)?;
+                    add_path(&mut paths, new_path, id)?;
                     record.path = new_path.to_path_buf();
                     let encoded = encode_record(&record)?;
                     artifacts.insert(id, encoded.as_slice()).map_err(db_err)?;
@@ -536,29 +615,26 @@ impl Index {
     }
 
     pub fn artifact(&self, id: ArtifactId) -> Result<Option<ArtifactRecord>, IndexError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
         let found = table.get(id).map_err(db_err)?;
         found.map(|v| decode_record(id, v.value())).transpose()
     }
 
     pub fn artifact_by_path(&self, path: &Path) -> Result<Option<ArtifactRecord>, IndexError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let id = txn
-            .open_table(PATHS)
-            .map_err(db_err)?
-            .get(path_key(path))
-            .map_err(db_err)?
-            .map(|v| v.value());
-        let Some(id) = id else { return Ok(None) };
+        let txn = self.begin_read()?;
+        let paths = txn.open_table(PATH_IDS).map_err(db_err)?;
         let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
+        let Some(id) = id_at_path(&paths, &table, path)? else {
+            return Ok(None);
+        };
         let found = table.get(id).map_err(db_err)?;
         found.map(|v| decode_record(id, v.value())).transpose()
     }
 
     /// Every artifact, in id order.
     pub fn artifacts(&self) -> Result<Vec<ArtifactRecord>, IndexError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
         let mut out = Vec::with_capacity(table.len().map_err(db_err)? as usize);
         for entry in table.iter().map_err(db_err)? {
@@ -568,24 +644,23 @@ impl Index {
         Ok(out)
     }
 
-    /// Every indexed path and its artifact id, in path byte order, read from the path table alone (no record is
-    /// decoded): what a scan needs to find artifacts whose file is gone.
+    /// Every indexed path and its artifact id, in path byte order, read from the records without decoding their
+    /// other fields: what a scan needs to find artifacts whose file is gone.
     pub fn indexed_paths(&self) -> Result<Vec<(PathBuf, ArtifactId)>, IndexError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(PATHS).map_err(db_err)?;
+        let txn = self.begin_read()?;
+        let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
         let mut out = Vec::with_capacity(table.len().map_err(db_err)? as usize);
         for entry in table.iter().map_err(db_err)? {
-            let (path, id) = entry.map_err(db_err)?;
-            let path = record::path_from_bytes(path.value())
-                .map_err(|what| IndexError::Db(format!("corrupt path key: {what}")))?;
-            out.push((path, id.value()));
+            let (id, bytes) = entry.map_err(db_err)?;
+            out.push((record::decode_path(id.value(), bytes.value())?, id.value()));
         }
+        out.sort_by(|(a, _), (b, _)| path_key(a).cmp(path_key(b)));
         Ok(out)
     }
 
     /// Number of artifacts.
     pub fn artifact_count(&self) -> Result<u64, IndexError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
         table.len().map_err(db_err)
     }
@@ -593,7 +668,7 @@ impl Index {
     /// Per ecosystem: (artifact count, total file bytes). Reads the totals table (one small read, whatever the
     /// number of artifacts): the status asks for this on every poll.
     pub fn count_by_ecosystem(&self) -> Result<BTreeMap<String, (u64, u64)>, IndexError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(ECOSYSTEM_TOTALS).map_err(db_err)?;
         let mut out = BTreeMap::new();
         for entry in table.iter().map_err(db_err)? {
@@ -606,16 +681,38 @@ impl Index {
     /// The distinct CIDs an artifact's blocks are stored under (leaves, interior nodes, root, checksum CID), in
     /// byte order. Empty for an unknown id. Use it to withdraw announcements before removing or replacing.
     pub fn block_cids_of(&self, id: ArtifactId) -> Result<Vec<Cid>, IndexError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.begin_read()?;
         let table = txn.open_multimap_table(ARTIFACT_BLOCKS).map_err(db_err)?;
-        let mut out = Vec::new();
+        let mut keys = Vec::new();
         for value in table.get(id).map_err(db_err)? {
-            let value = value.map_err(db_err)?;
-            let cid = Cid::try_from(value.value())
-                .map_err(|e| IndexError::Db(format!("corrupt CID in index: {e}")))?;
-            out.push(cid);
+            keys.push(value.map_err(db_err)?.value().to_vec());
         }
-        Ok(out)
+        // The root and checksum CIDs have no row of their own (schema 4): they are named by the record.
+        let record = txn
+            .open_table(ARTIFACTS)
+            .map_err(db_err)?
+            .get(id)
+            .map_err(db_err)?;
+        if let Some(record) = record.map(|v| decode_record(id, v.value())).transpose()? {
+            let blocks = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
+            for key in record_cid_keys(&record) {
+                let mut held = false;
+                for value in blocks.get(key.as_slice()).map_err(db_err)? {
+                    held |= decode_location(value.map_err(db_err)?.value())?.artifact == id;
+                }
+                if held {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys.iter()
+            .map(|key| {
+                Cid::try_from(key.as_slice())
+                    .map_err(|e| IndexError::Db(format!("corrupt CID in index: {e}")))
+            })
+            .collect()
     }
 
     /// The artifacts that hold `cid`.
@@ -630,14 +727,14 @@ impl Index {
     }
 
     pub fn has_block(&self, cid: &Cid) -> Result<bool, IndexError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.begin_read()?;
         let table = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
         let mut values = table.get(cid.to_bytes().as_slice()).map_err(db_err)?;
         Ok(values.next().is_some())
     }
 
     fn locations(&self, cid: &Cid) -> Result<Vec<Location>, IndexError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.begin_read()?;
         let table = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
         let mut out = Vec::new();
         for value in table.get(cid.to_bytes().as_slice()).map_err(db_err)? {
@@ -649,7 +746,7 @@ impl Index {
     /// Everything needed to serve `cid`, read in one short read transaction (no file I/O inside it).
     fn candidates(&self, cid: &Cid) -> Result<Vec<Candidate>, IndexError> {
         let key = cid.to_bytes();
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.begin_read()?;
         let blocks = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
         let artifacts = txn.open_table(ARTIFACTS).map_err(db_err)?;
         let interior = txn.open_table(INTERIOR).map_err(db_err)?;
@@ -769,12 +866,11 @@ fn put_in(
     mut record: ArtifactRecord,
     blocks: &[PlannedBlock],
 ) -> Result<ArtifactId, IndexError> {
-    let old = txn
-        .open_table(PATHS)
-        .map_err(db_err)?
-        .get(path_key(&record.path))
-        .map_err(db_err)?
-        .map(|v| v.value());
+    let old = id_at_path(
+        &txn.open_table(PATH_IDS).map_err(db_err)?,
+        &txn.open_table(ARTIFACTS).map_err(db_err)?,
+        &record.path,
+    )?;
     if let Some(old) = old {
         remove_in(txn, old)?;
     }
@@ -796,16 +892,21 @@ fn put_in(
         .map_err(db_err)?
         .insert(id, encoded.as_slice())
         .map_err(db_err)?;
-    txn.open_table(PATHS)
-        .map_err(db_err)?
-        .insert(path_key(&record.path), id)
-        .map_err(db_err)?;
+    add_path(
+        &mut txn.open_table(PATH_IDS).map_err(db_err)?,
+        &record.path,
+        id,
+    )?;
     add_to_ecosystem_totals(txn, &record, true)?;
 
+    let named_by_record = record_cid_keys(&record);
     let mut by_cid = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
     let mut by_artifact = txn.open_multimap_table(ARTIFACT_BLOCKS).map_err(db_err)?;
     let mut interior = txn.open_table(INTERIOR).map_err(db_err)?;
     for block in blocks {
+        if same_bytes_as_a_raw_leaf(block, blocks) {
+            continue;
+        }
         let cid = block.cid.to_bytes();
         let kind = LocKind::of(&block.kind);
         let (offset, len) = if kind == LocKind::Interior {
@@ -822,7 +923,9 @@ fn put_in(
         by_cid
             .insert(cid.as_slice(), location.encode().as_slice())
             .map_err(db_err)?;
-        by_artifact.insert(id, cid.as_slice()).map_err(db_err)?;
+        if !named_by_record.contains(&cid) {
+            by_artifact.insert(id, cid.as_slice()).map_err(db_err)?;
+        }
         if let BlockKind::Interior(bytes) = &block.kind {
             interior
                 .insert(cid.as_slice(), bytes.as_slice())
@@ -832,20 +935,148 @@ fn put_in(
     Ok(id)
 }
 
-/// Removes the path entry `path → id`, if it still names artifact `id`.
-fn remove_path_of(
-    paths: &mut redb::Table<&[u8], u64>,
+/// The block-table keys of the CIDs an artifact's record names (its root and checksum CID): `put_in` writes no
+/// `artifact_blocks` row for them.
+fn record_cid_keys(record: &ArtifactRecord) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = [
+        Some(record.root_cid.as_str()),
+        record.checksum_cid.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|text| text.parse::<Cid>().ok())
+    .map(|cid| cid.to_bytes())
+    .collect();
+    keys.dedup();
+    keys
+}
+
+/// A whole-file checksum block whose CID, offset and length are those of a raw leaf of the same artifact (a
+/// single-chunk file hashed with sha256): both serve the same bytes, so only the leaf's location is stored.
+fn same_bytes_as_a_raw_leaf(block: &PlannedBlock, blocks: &[PlannedBlock]) -> bool {
+    matches!(block.kind, BlockKind::WholeFile(_))
+        && blocks.iter().any(|other| {
+            matches!(other.kind, BlockKind::RawLeaf)
+                && other.cid == block.cid
+                && other.offset == block.offset
+                && other.len == block.len
+        })
+}
+
+/// The [`PATH_IDS`] key of a path: the first 8 bytes of the SHA-256 of its bytes (stable across builds).
+fn path_hash(path: &Path) -> u64 {
+    let digest = sha2::Sha256::digest(path_key(path));
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// The ids stored under a path's hash.
+fn ids_at_hash(
+    paths: &impl ReadableTable<u64, &'static [u8]>,
+    hash: u64,
+) -> Result<Vec<ArtifactId>, IndexError> {
+    let Some(value) = paths.get(hash).map_err(db_err)? else {
+        return Ok(Vec::new());
+    };
+    let bytes = value.value();
+    if bytes.is_empty() || bytes.len() % 8 != 0 {
+        return Err(IndexError::Db(format!(
+            "corrupt path entry ({} bytes)",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|id| u64::from_le_bytes(id.try_into().expect("8 bytes")))
+        .collect())
+}
+
+fn put_ids_at_hash(
+    paths: &mut redb::Table<u64, &[u8]>,
+    hash: u64,
+    ids: &[ArtifactId],
+) -> Result<(), IndexError> {
+    if ids.is_empty() {
+        paths.remove(hash).map_err(db_err)?;
+    } else {
+        let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+        paths.insert(hash, bytes.as_slice()).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// The artifact indexed at `path`: among the ids under its hash, the one whose record has this path.
+fn id_at_path(
+    paths: &impl ReadableTable<u64, &'static [u8]>,
+    artifacts: &impl ReadableTable<u64, &'static [u8]>,
+    path: &Path,
+) -> Result<Option<ArtifactId>, IndexError> {
+    for id in ids_at_hash(paths, path_hash(path))? {
+        if let Some(bytes) = artifacts.get(id).map_err(db_err)? {
+            if record::decode_path(id, bytes.value())? == path {
+                return Ok(Some(id));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Adds the path entry `path → id` (the caller has removed any other artifact at `path`).
+fn add_path(
+    paths: &mut redb::Table<u64, &[u8]>,
     path: &Path,
     id: ArtifactId,
 ) -> Result<(), IndexError> {
-    let points_here = paths
-        .get(path_key(path))
-        .map_err(db_err)?
-        .map(|v| v.value())
-        == Some(id);
-    if points_here {
-        paths.remove(path_key(path)).map_err(db_err)?;
+    edit_ids_at_path(paths, path, |ids| {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    })
+}
+
+/// Removes the path entry `path → id`, if there is one.
+fn remove_path_of(
+    paths: &mut redb::Table<u64, &[u8]>,
+    path: &Path,
+    id: ArtifactId,
+) -> Result<(), IndexError> {
+    edit_ids_at_path(paths, path, |ids| ids.retain(|other| *other != id))
+}
+
+/// Applies `edit` to the ids under the path's hash and stores them if they changed.
+fn edit_ids_at_path(
+    paths: &mut redb::Table<u64, &[u8]>,
+    path: &Path,
+    edit: impl FnOnce(&mut Vec<ArtifactId>),
+) -> Result<(), IndexError> {
+    let hash = path_hash(path);
+    let before = ids_at_hash(paths, hash)?;
+    let mut ids = before.clone();
+    edit(&mut ids);
+    if ids != before {
+        put_ids_at_hash(paths, hash, &ids)?;
     }
+    Ok(())
+}
+
+/// Moves a schema-3 `paths` table (path bytes → id) into [`PATH_IDS`] and deletes it, inside `txn`.
+fn move_paths_to_path_ids(txn: &WriteTransaction) -> Result<(), IndexError> {
+    let mut entries = Vec::new();
+    {
+        let old = txn.open_table(PATHS).map_err(db_err)?;
+        for entry in old.iter().map_err(db_err)? {
+            let (path, id) = entry.map_err(db_err)?;
+            let path = record::path_from_bytes(path.value())
+                .map_err(|what| IndexError::Db(format!("corrupt path key: {what}")))?;
+            entries.push((path, id.value()));
+        }
+    }
+    {
+        let mut paths = txn.open_table(PATH_IDS).map_err(db_err)?;
+        for (path, id) in &entries {
+            add_path(&mut paths, path, *id)?;
+        }
+    }
+    txn.delete_table(PATHS).map_err(db_err)?;
     Ok(())
 }
 
@@ -913,7 +1144,7 @@ fn remove_in(txn: &WriteTransaction, id: ArtifactId) -> Result<Option<ArtifactRe
     add_to_ecosystem_totals(txn, &record, false)?;
 
     remove_path_of(
-        &mut txn.open_table(PATHS).map_err(db_err)?,
+        &mut txn.open_table(PATH_IDS).map_err(db_err)?,
         &record.path,
         id,
     )?;
@@ -923,6 +1154,11 @@ fn remove_in(txn: &WriteTransaction, id: ArtifactId) -> Result<Option<ArtifactRe
     for value in by_artifact.remove_all(id).map_err(db_err)? {
         cids.push(value.map_err(db_err)?.value().to_vec());
     }
+    // Schema 4 keeps no row for the CIDs the record names; removing an absent location is a no-op.
+    let named_by_record = record_cid_keys(&record);
+    cids.extend(named_by_record.iter().cloned());
+    cids.sort();
+    cids.dedup();
 
     let mut by_cid = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
     let mut interior = txn.open_table(INTERIOR).map_err(db_err)?;
@@ -942,6 +1178,10 @@ fn remove_in(txn: &WriteTransaction, id: ArtifactId) -> Result<Option<ArtifactRe
             by_cid
                 .remove(cid.as_slice(), value.as_slice())
                 .map_err(db_err)?;
+        }
+        if ours.is_empty() && named_by_record.contains(&cid) {
+            // Named by the record but not held by this artifact: nothing of it is ours to remove.
+            continue;
         }
         if !other_interior {
             interior.remove(cid.as_slice()).map_err(db_err)?;

@@ -103,7 +103,7 @@ fn open_index(dir: &Path) -> Index {
 }
 
 fn stored_interior(index: &Index, cid: &Cid) -> Option<Vec<u8>> {
-    let txn = index.db.begin_read().unwrap();
+    let txn = index.begin_read().unwrap();
     let table = txn.open_table(INTERIOR).unwrap();
     let found = table.get(cid.to_bytes().as_slice()).unwrap();
     found.map(|v| v.value().to_vec())
@@ -918,7 +918,7 @@ fn a_moved_range_artifact_is_served_from_its_range_in_the_link() {
 }
 
 /// An index written by schema 2 (binary records, every one a whole file) opens, keeps its records, and is marked
-/// schema 3.
+/// with the current schema.
 #[test]
 fn a_schema_2_index_is_upgraded_in_place() {
     let dir = tempfile::tempdir().unwrap();
@@ -942,12 +942,12 @@ fn a_schema_2_index_is_upgraded_in_place() {
     let index = Index::open(&path).unwrap();
     let old = index.artifact(old_id).unwrap().unwrap();
     assert_eq!((old.content_offset(), old.content_len()), (0, 10));
-    assert_eq!(stored_schema(&index), 3);
+    assert_eq!(stored_schema(&index), SCHEMA_VERSION);
 }
 
 /// The schema version an open index has recorded.
 fn stored_schema(index: &Index) -> u64 {
-    let txn = index.db.begin_read().unwrap();
+    let txn = index.begin_read().unwrap();
     let meta = txn.open_table(META).unwrap();
     let schema = meta.get(META_SCHEMA).unwrap().unwrap().value();
     schema
@@ -1361,4 +1361,299 @@ fn a_hard_link_the_owner_does_not_account_for_makes_the_file_stale() {
     std::fs::remove_file(&original).unwrap();
     index.move_artifact(id, &own).unwrap().expect("known id");
     assert!(index.read_block(&blocks[1].cid).unwrap().is_some());
+}
+
+/// A single-chunk artifact as the indexer plans it (sha256): its raw leaf is its root, and the whole-file checksum
+/// block has the same CID and range.
+fn single_chunk_artifact(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> (ArtifactRecord, Vec<PlannedBlock>) {
+    let file = write_file(dir, name, bytes);
+    let cid = raw_cid(bytes);
+    let mut record = record_for(&file, "cargo", name);
+    record.root_cid = cid.to_string();
+    record.checksum_cid = Some(cid.to_string());
+    record.registry_checksum = format!("sha256:{}", hex_of(&Sha256::digest(bytes)));
+    let len = bytes.len() as u64;
+    let blocks = vec![
+        PlannedBlock {
+            cid,
+            kind: BlockKind::RawLeaf,
+            offset: 0,
+            len,
+        },
+        PlannedBlock {
+            cid,
+            kind: BlockKind::WholeFile(DigestAlgo::Sha256),
+            offset: 0,
+            len,
+        },
+    ];
+    (record, blocks)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rows of the two block tables: (`blocks` values, `artifact_blocks` values).
+fn block_rows(index: &Index) -> (u64, u64) {
+    let txn = index.begin_read().unwrap();
+    let blocks = txn.open_multimap_table(BLOCKS).unwrap().len().unwrap();
+    let by_artifact = txn
+        .open_multimap_table(ARTIFACT_BLOCKS)
+        .unwrap()
+        .len()
+        .unwrap();
+    (blocks, by_artifact)
+}
+
+/// Schema 4 stores a single-chunk artifact's block once (the checksum block has the leaf's CID and range) and no
+/// `artifact_blocks` row for the CIDs its record names; it is still served, listed and removed completely, and a
+/// second artifact holding the same bytes keeps them when the first goes.
+#[test]
+fn a_single_chunk_artifact_keeps_one_block_row_and_is_still_served_listed_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let bytes = pattern(5000, 3);
+    let (record, blocks) = single_chunk_artifact(dir.path(), "a.crate", &bytes);
+    let cid = blocks[0].cid;
+    let a = index.put_artifact(record, &blocks).unwrap();
+    assert_eq!(block_rows(&index), (1, 0));
+    assert_eq!(&index.read_block(&cid).unwrap().unwrap()[..], &bytes[..]);
+    assert_eq!(index.block_cids_of(a).unwrap(), vec![cid]);
+    assert_eq!(index.artifacts_with_block(&cid).unwrap(), vec![a]);
+
+    let (copy, copy_blocks) = single_chunk_artifact(dir.path(), "b.crate", &bytes);
+    let b = index.put_artifact(copy, &copy_blocks).unwrap();
+    assert_eq!(block_rows(&index), (2, 0));
+    index.remove_artifact(a).unwrap().unwrap();
+    assert_eq!(index.artifacts_with_block(&cid).unwrap(), vec![b]);
+    assert_eq!(&index.read_block(&cid).unwrap().unwrap()[..], &bytes[..]);
+    assert!(index.block_cids_of(a).unwrap().is_empty());
+    index.remove_artifact(b).unwrap().unwrap();
+    assert_eq!(block_rows(&index), (0, 0));
+    assert!(index.read_block(&cid).unwrap().is_none());
+
+    // A multi-block artifact keeps rows for its leaves (not for its root, which the record names).
+    let big = pattern(3000, 4);
+    let file = write_file(dir.path(), "c.crate", &big);
+    let leaves = raw_leaves(&big, 1000);
+    let mut record = record_for(&file, "cargo", "c");
+    record.root_cid = leaves[0].cid.to_string();
+    let c = index.put_artifact(record, &leaves).unwrap();
+    assert_eq!(block_rows(&index), (3, 2));
+    let mut expected: Vec<Cid> = leaves.iter().map(|l| l.cid).collect();
+    expected.sort_by_key(|cid| cid.to_bytes());
+    assert_eq!(index.block_cids_of(c).unwrap(), expected);
+    index.remove_artifact(c).unwrap().unwrap();
+    assert_eq!(block_rows(&index), (0, 0));
+}
+
+/// An index written by schema 3 (format-2 records, a second location for a single-chunk file's checksum block,
+/// an `artifact_blocks` row for every CID) opens as schema 4, serves, lists and removes its artifacts completely,
+/// and takes new artifacts in the new layout beside them.
+#[test]
+fn a_schema_3_index_with_its_block_rows_is_read_and_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let bytes = pattern(4000, 8);
+    let (mut record, blocks) = single_chunk_artifact(dir.path(), "old.crate", &bytes);
+    let cid = blocks[0].cid;
+    record.id = 1;
+    drop(Index::open(&path).unwrap());
+    {
+        // What schema 3's put wrote for this artifact, row by row.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(META_SCHEMA, 3).unwrap();
+            meta.insert(META_NEXT_ID, 2).unwrap();
+            let encoded = crate::record::tests::encode_format_2_or_3(&record);
+            txn.open_table(ARTIFACTS)
+                .unwrap()
+                .insert(1, encoded.as_slice())
+                .unwrap();
+            txn.open_table(PATHS)
+                .unwrap()
+                .insert(path_key(&record.path), 1)
+                .unwrap();
+            txn.open_table(ECOSYSTEM_TOTALS)
+                .unwrap()
+                .insert("cargo", (1, 4000))
+                .unwrap();
+            let mut by_cid = txn.open_multimap_table(BLOCKS).unwrap();
+            let mut by_artifact = txn.open_multimap_table(ARTIFACT_BLOCKS).unwrap();
+            for block in &blocks {
+                let location = Location {
+                    artifact: 1,
+                    kind: LocKind::of(&block.kind),
+                    offset: block.offset,
+                    len: block.len,
+                };
+                by_cid
+                    .insert(cid.to_bytes().as_slice(), location.encode().as_slice())
+                    .unwrap();
+                by_artifact.insert(1, cid.to_bytes().as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let index = Index::open(&path).unwrap();
+    assert_eq!(stored_schema(&index), SCHEMA_VERSION);
+    // The whole-path table was moved to the hashed one, in the opening transaction.
+    assert!(!table_exists(&index, PATHS.name()));
+    assert_eq!(
+        index.indexed_paths().unwrap(),
+        vec![(record.path.clone(), 1)]
+    );
+    assert_eq!(block_rows(&index), (2, 1));
+    assert_eq!(index.artifact(1).unwrap(), Some(record.clone()));
+    assert_eq!(index.artifact_by_path(&record.path).unwrap().unwrap().id, 1);
+    assert_eq!(&index.read_block(&cid).unwrap().unwrap()[..], &bytes[..]);
+    assert_eq!(index.block_cids_of(1).unwrap(), vec![cid]);
+
+    let (new, new_blocks) = single_chunk_artifact(dir.path(), "new.crate", &pattern(3000, 9));
+    let new_id = index.put_artifact(new, &new_blocks).unwrap();
+    assert_eq!(new_id, 2);
+    assert_eq!(block_rows(&index), (3, 1));
+    index.remove_artifact(1).unwrap().unwrap();
+    assert_eq!(block_rows(&index), (1, 0));
+    assert!(index.read_block(&cid).unwrap().is_none());
+    index.remove_artifact(new_id).unwrap().unwrap();
+    assert_eq!(block_rows(&index), (0, 0));
+    assert_eq!(index.count_by_ecosystem().unwrap().get("cargo"), None);
+}
+
+/// After many batches (a scan) the file is larger than its tables; compaction gives that back, every artifact and
+/// block is still found, and a second call does nothing while the file has not grown.
+#[test]
+fn compaction_shrinks_the_file_and_keeps_every_artifact_and_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    index.set_bulk_writes(true).unwrap();
+    let mut written = Vec::new();
+    for batch_number in 0..120u32 {
+        let mut batch = Vec::new();
+        for n in 0..16u32 {
+            let bytes = pattern(600 + (batch_number * 16 + n) as usize, n as u8);
+            let name = format!("crate-{batch_number}-{n}-with-a-longer-name-like-real-ones.crate");
+            batch.push(single_chunk_artifact(dir.path(), &name, &bytes));
+        }
+        for (outcome, (record, blocks)) in index
+            .put_artifacts(batch.clone())
+            .unwrap()
+            .into_iter()
+            .zip(batch)
+        {
+            written.push((outcome.unwrap(), record.path, blocks[0].cid));
+        }
+    }
+    // Replacing and removing leave freed pages behind, as rescans do.
+    for (n, (id, _, _)) in written.iter().enumerate() {
+        if n % 3 != 0 {
+            index.remove_artifact(*id).unwrap().unwrap();
+        }
+    }
+    index.set_bulk_writes(false).unwrap();
+    let before = index.disk_bytes().unwrap();
+    assert!(index.compact_if_grown().unwrap());
+    let after = index.disk_bytes().unwrap();
+    println!("compaction: {before} -> {after} bytes");
+    assert!(after < before, "{before} -> {after} bytes");
+    for (n, (id, path, cid)) in written.iter().enumerate() {
+        let kept = n % 3 == 0;
+        assert_eq!(
+            index.artifact(*id).unwrap().is_some(),
+            kept,
+            "artifact {id}"
+        );
+        assert_eq!(index.artifact_by_path(path).unwrap().is_some(), kept);
+        assert_eq!(
+            index.read_block(cid).unwrap().is_some(),
+            kept,
+            "block of {id}"
+        );
+    }
+    assert!(!index.compact_if_grown().unwrap(), "nothing grew since");
+    drop(index);
+    let reopened = open_index(dir.path());
+    assert_eq!(
+        reopened.artifact_count().unwrap(),
+        written.len().div_ceil(3) as u64
+    );
+}
+
+/// A reader that has begun a transaction when compaction starts delays it (bounded) instead of failing it.
+#[test]
+fn compaction_waits_for_a_read_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Arc::new(open_index(dir.path()));
+    let (record, blocks) = single_chunk_artifact(dir.path(), "a.crate", &pattern(2000, 1));
+    let cid = blocks[0].cid;
+    index.put_artifact(record, &blocks).unwrap();
+    let reader = index.begin_read().unwrap();
+    let compactor = {
+        let index = index.clone();
+        std::thread::spawn(move || index.compact_if_grown())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    drop(reader);
+    assert!(compactor.join().unwrap().unwrap());
+    assert!(index.read_block(&cid).unwrap().is_some());
+}
+
+fn table_exists(index: &Index, name: &str) -> bool {
+    let txn = index.begin_read().unwrap();
+    let found = txn.list_tables().unwrap().any(|table| table.name() == name);
+    found
+}
+
+/// Two paths whose hashes collide share one `path_ids` entry; each path still names its own artifact (the
+/// record's path decides), and replacing or removing one leaves the other.
+#[test]
+fn colliding_path_hashes_still_name_each_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let a = write_file(dir.path(), "a.crate", &pattern(10, 1));
+    let b = write_file(dir.path(), "b.crate", &pattern(20, 2));
+    let a_id = index
+        .put_artifact(record_for(&a, "cargo", "a"), &[])
+        .unwrap();
+    let b_id = index
+        .put_artifact(record_for(&b, "cargo", "b"), &[])
+        .unwrap();
+    {
+        // Make b's hash collide with a's: b listed first under a's hash, b's own entry gone.
+        let txn = index.begin_write().unwrap();
+        {
+            let mut paths = txn.open_table(PATH_IDS).unwrap();
+            put_ids_at_hash(&mut paths, path_hash(&a), &[b_id, a_id]).unwrap();
+            put_ids_at_hash(&mut paths, path_hash(&b), &[]).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    assert_eq!(index.artifact_by_path(&a).unwrap().unwrap().id, a_id);
+    // b is no longer found by its own hash (the entry was moved), so a put of b adds a new artifact there.
+    assert_eq!(index.artifact_by_path(&b).unwrap(), None);
+    let a2 = index
+        .put_artifact(record_for(&a, "cargo", "a"), &[])
+        .unwrap();
+    assert!(index.artifact(a_id).unwrap().is_none(), "replaced");
+    assert!(
+        index.artifact(b_id).unwrap().is_some(),
+        "the other artifact under the hash stays"
+    );
+    let txn = index.begin_read().unwrap();
+    let ids = ids_at_hash(&txn.open_table(PATH_IDS).unwrap(), path_hash(&a)).unwrap();
+    assert_eq!(ids, vec![b_id, a2]);
+    drop(txn);
+    index.remove_artifact(a2).unwrap().unwrap();
+    assert_eq!(index.artifact_by_path(&a).unwrap(), None);
+    let txn = index.begin_read().unwrap();
+    let ids = ids_at_hash(&txn.open_table(PATH_IDS).unwrap(), path_hash(&a)).unwrap();
+    assert_eq!(ids, vec![b_id]);
 }
