@@ -90,15 +90,7 @@ fn look_at_path(shared: &Shared, path: &Path) -> Outcome {
         return Outcome::Ignored;
     };
     match std::fs::symlink_metadata(path) {
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            shared.found.lock().unwrap().remove(path);
-            if let Ok(Some(record)) = shared.index.artifact_by_path(path) {
-                if !crate::artifact_store::keep(shared, &record) {
-                    withdraw_record(shared, &record, "deleted");
-                }
-            }
-            return Outcome::Gone;
-        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return gone(shared, path),
         Err(err) => {
             withdraw_path(shared, path, "unreadable");
             return Outcome::NotSeeded(format!("cannot stat: {err}"));
@@ -117,6 +109,7 @@ fn look_at_path(shared: &Shared, path: &Path) -> Outcome {
         Err(reason @ NotAnArtifact::Confinement(_)) => {
             return refuse(shared, path, reason.to_string());
         }
+        Err(_) if is_deleted(path) => return gone(shared, path),
         Err(reason) => {
             shared.found.lock().unwrap().remove(path);
             withdraw_path(shared, path, &reason.to_string());
@@ -144,12 +137,30 @@ fn look_at_path(shared: &Shared, path: &Path) -> Outcome {
     }
     match index_public_artifact(shared, source.as_ref(), path, &identity, range) {
         Ok(outcome) => outcome,
+        Err(_) if is_deleted(path) => gone(shared, path),
         Err(reason) => {
             withdraw_path(shared, path, &reason);
             tracing::info!(path = %path.display(), %reason, "not seeded");
             Outcome::NotSeeded(reason)
         }
     }
+}
+
+/// The file at `path` was deleted: its artifact stays served from pkgseed's store when the store keeps it, else it
+/// is withdrawn. Also when the deletion raced a look at the file (a cache clean during a scan): the failed read is
+/// then the deletion, not an unreadable file.
+fn gone(shared: &Shared, path: &Path) -> Outcome {
+    shared.found.lock().unwrap().remove(path);
+    if let Ok(Some(record)) = shared.index.artifact_by_path(path) {
+        if !crate::artifact_store::keep(shared, &record) {
+            withdraw_record(shared, &record, "deleted");
+        }
+    }
+    Outcome::Gone
+}
+
+fn is_deleted(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(err) if err.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn index_public_artifact(
