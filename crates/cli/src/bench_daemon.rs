@@ -43,6 +43,11 @@ pub struct DaemonFigures {
 }
 
 pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigures> {
+    // A work dir kept from an earlier run (`--work-dir`) holds that run's extra artifact and index: start clean.
+    if work_dir.exists() {
+        std::fs::remove_dir_all(work_dir)
+            .with_context(|| format!("cannot empty {}", work_dir.display()))?;
+    }
     let cargo_home = work_dir.join("cargo-home");
     let (files, total_bytes) = generate_cargo_cache(&cargo_home, options)?;
     let sha256_secs = super::bench::time_plain_sha256(&files)?;
