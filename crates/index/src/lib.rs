@@ -644,6 +644,28 @@ impl Index {
         Ok(out)
     }
 
+    /// Up to `limit` artifacts with ids above `after` (all ids with `None`), in id order: the index read a page at a
+    /// time (the next page starts after the last id returned).
+    pub fn artifacts_after(
+        &self,
+        after: Option<ArtifactId>,
+        limit: usize,
+    ) -> Result<Vec<ArtifactRecord>, IndexError> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
+        let range = match after {
+            None => table.range::<u64>(..),
+            Some(id) => table.range((std::ops::Bound::Excluded(id), std::ops::Bound::Unbounded)),
+        }
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for entry in range.take(limit) {
+            let (id, bytes) = entry.map_err(db_err)?;
+            out.push(decode_record(id.value(), bytes.value())?);
+        }
+        Ok(out)
+    }
+
     /// Every indexed path and its artifact id, in path byte order, read from the records without decoding their
     /// other fields: what a scan needs to find artifacts whose file is gone.
     pub fn indexed_paths(&self) -> Result<Vec<(PathBuf, ArtifactId)>, IndexError> {

@@ -418,6 +418,35 @@ fn indexed_paths_lists_each_current_path_once_with_its_id() {
 }
 
 #[test]
+fn artifacts_after_pages_through_every_artifact_in_id_order_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let path = write_file(dir.path(), &format!("f{n}"), &pattern(10 + n, 1));
+        ids.push(
+            index
+                .put_artifact(record_for(&path, "cargo", &format!("f{n}")), &[])
+                .unwrap(),
+        );
+    }
+    index.remove_artifact(ids.remove(3)).unwrap();
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = index.artifacts_after(after, 2).unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        paged.extend(page.iter().map(|record| record.id));
+    }
+    assert_eq!(paged, ids);
+    let all: Vec<ArtifactId> = index.artifacts().unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(paged, all);
+    assert!(index.artifacts_after(Some(u64::MAX), 2).unwrap().is_empty());
+}
+
+#[test]
 fn rejects_block_ranges_outside_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let index = open_index(dir.path());
