@@ -1013,14 +1013,6 @@ fn response_head(status: u16, headers: &[(&str, String)]) -> Vec<u8> {
     head.into_bytes()
 }
 
-fn push_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
 /// A CBOR head (major type and length), shortest form, as dag-cbor requires.
 fn push_cbor_head(out: &mut Vec<u8>, major: u8, len: u64) {
     let major = major << 5;
@@ -1055,7 +1047,7 @@ fn car_header(root: &Cid) -> Vec<u8> {
     map.extend_from_slice(b"version");
     push_cbor_head(&mut map, 0, 1);
     let mut out = Vec::with_capacity(map.len() + 2);
-    push_varint(&mut out, map.len() as u64);
+    pkgseed_unixfs::push_varint(&mut out, map.len() as u64);
     out.extend_from_slice(&map);
     out
 }
@@ -1064,7 +1056,7 @@ fn car_header(root: &Cid) -> Vec<u8> {
 fn car_block_prefix(cid: &Cid, block_len: usize) -> Vec<u8> {
     let cid_bytes = cid.to_bytes();
     let mut out = Vec::with_capacity(cid_bytes.len() + 10);
-    push_varint(&mut out, (cid_bytes.len() + block_len) as u64);
+    pkgseed_unixfs::push_varint(&mut out, (cid_bytes.len() + block_len) as u64);
     out.extend_from_slice(&cid_bytes);
     out
 }

@@ -634,14 +634,7 @@ impl Index {
 
     /// Every artifact, in id order.
     pub fn artifacts(&self) -> Result<Vec<ArtifactRecord>, IndexError> {
-        let txn = self.begin_read()?;
-        let table = txn.open_table(ARTIFACTS).map_err(db_err)?;
-        let mut out = Vec::with_capacity(table.len().map_err(db_err)? as usize);
-        for entry in table.iter().map_err(db_err)? {
-            let (id, bytes) = entry.map_err(db_err)?;
-            out.push(decode_record(id.value(), bytes.value())?);
-        }
-        Ok(out)
+        self.artifacts_after(None, usize::MAX)
     }
 
     /// Up to `limit` artifacts with ids above `after` (all ids with `None`), in id order: the index read a page at a
@@ -658,7 +651,7 @@ impl Index {
             Some(id) => table.range((std::ops::Bound::Excluded(id), std::ops::Bound::Unbounded)),
         }
         .map_err(db_err)?;
-        let mut out = Vec::with_capacity(limit.min(4096));
+        let mut out = Vec::with_capacity(limit.min(table.len().map_err(db_err)? as usize));
         for entry in range.take(limit) {
             let (id, bytes) = entry.map_err(db_err)?;
             out.push(decode_record(id.value(), bytes.value())?);

@@ -21,6 +21,7 @@
 use std::path::PathBuf;
 
 use cid::Cid;
+use pkgseed_unixfs::push_varint;
 
 use crate::{ArtifactId, ArtifactRecord, ContentRange, IndexError};
 
@@ -54,9 +55,9 @@ pub(crate) fn encode(record: &ArtifactRecord) -> Result<Vec<u8>, IndexError> {
         None => FORMAT_VARINT,
         Some(_) => FORMAT_VARINT_RANGE,
     });
-    put_varint(&mut out, record.size_bytes);
-    put_varint(&mut out, zigzag(record.mtime_ns));
-    put_varint(&mut out, record.inode);
+    push_varint(&mut out, record.size_bytes);
+    push_varint(&mut out, zigzag(record.mtime_ns));
+    push_varint(&mut out, record.inode);
     for text in text_fields(record, path) {
         put_bytes(&mut out, text);
     }
@@ -74,8 +75,8 @@ pub(crate) fn encode(record: &ArtifactRecord) -> Result<Vec<u8>, IndexError> {
         cid_digest.as_ref().map(|cid| cid.hash().digest()),
     );
     if let Some(range) = record.content_range {
-        put_varint(&mut out, range.offset);
-        put_varint(&mut out, range.len);
+        push_varint(&mut out, range.offset);
+        push_varint(&mut out, range.len);
     }
     Ok(out)
 }
@@ -225,18 +226,6 @@ pub(crate) fn path_from_bytes(bytes: &[u8]) -> Result<PathBuf, &'static str> {
         .map_err(|_| "path is not UTF-8")
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let low = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(low);
-            return;
-        }
-        out.push(low | 0x80);
-    }
-}
-
 /// An mtime as an unsigned number, small for small magnitudes of either sign. Mtimes outside the 64-bit range
 /// (±292 years around 1970) are clamped to it; no file system stores one.
 fn zigzag(value: i128) -> u64 {
@@ -249,7 +238,7 @@ fn unzigzag(value: u64) -> i128 {
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_varint(out, bytes.len() as u64);
+    push_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 

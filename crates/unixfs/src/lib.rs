@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256, Sha512};
 use crate::builder::{BalancedBuilder, WholeFileHasher};
 pub use crate::confine::{check_confined, Unconfined, SPARSE_CHECK_MIN_BYTES};
 pub use crate::file_reader::stop_digest_helper;
+pub use crate::protobuf::push_varint;
 
 /// Multicodec of a raw block.
 pub const CODEC_RAW: u64 = 0x55;

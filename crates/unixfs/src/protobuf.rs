@@ -20,8 +20,8 @@ const TAG_UNIXFS_DATA: u8 = 0x12; // field 2, length-delimited
 const TAG_UNIXFS_FILESIZE: u8 = 0x18; // field 3, varint
 const TAG_UNIXFS_BLOCKSIZE: u8 = 0x20; // field 4, varint
 
-/// Appends `value` as a protobuf base-128 varint.
-pub(crate) fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+/// Appends `value` as an unsigned LEB128 varint (protobuf's and multiformats' encoding).
+pub fn push_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8 & 0x7f) | 0x80);
         value >>= 7;
