@@ -56,7 +56,7 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
 
     // 1. First scan.
     let started = Instant::now();
-    let mut daemon = env.spawn()?;
+    let mut daemon = env.spawn("first-scan")?;
     let pid = daemon.id();
     let status = wait_for(&data_dir, Duration::from_secs(3600), |s| {
         s["first_scan_done"] == true
@@ -93,14 +93,26 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
 
     // 3. Idle.
     let cpu_before = cpu_secs(pid)?;
+    let threads_before = thread_cpu_secs(pid);
     std::thread::sleep(Duration::from_secs(options.idle_seconds));
     let idle_cpu_percent = 100.0 * (cpu_secs(pid)? - cpu_before) / options.idle_seconds as f64;
+    let idle_busiest_threads = busiest_threads(&threads_before, &thread_cpu_secs(pid));
     let idle_rss_bytes = current_rss_bytes(pid)?;
+    eprintln!(
+        "bench: daemon CPU by thread over the idle {} s (logs: {}/daemon-*.log): {}",
+        options.idle_seconds,
+        work_dir.display(),
+        idle_busiest_threads
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.2} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     stop(&mut daemon);
 
     // 4. Restart: to serving (the indexed artifact's bytes fetched), then to the startup scan's end.
     let started = Instant::now();
-    let mut daemon = env.spawn()?;
+    let mut daemon = env.spawn("restart")?;
     let status = wait_for(&data_dir, Duration::from_secs(60), |s| {
         s["gateway"]["listen_addr"].is_string()
     })?;
@@ -163,6 +175,8 @@ pub(crate) struct DaemonEnv {
     pub data_dir: PathBuf,
     /// An empty HOME, so the daemon seeds the synthetic cache and none of the machine's own caches.
     pub home: PathBuf,
+    /// Where each daemon's stderr log goes (`daemon-<label>.log`), kept after the run.
+    pub log_dir: PathBuf,
 }
 
 impl DaemonEnv {
@@ -174,6 +188,7 @@ impl DaemonEnv {
             config_dir: work_dir.join("config"),
             data_dir: work_dir.join("data"),
             home: work_dir.join("home"),
+            log_dir: work_dir.to_path_buf(),
         };
         std::fs::create_dir_all(&env.config_dir)?;
         std::fs::create_dir_all(&env.home)?;
@@ -182,8 +197,14 @@ impl DaemonEnv {
         Ok(env)
     }
 
-    pub fn spawn(&self) -> Result<Child> {
+    /// Starts `pkgseed daemon` with its log in `daemon-<label>.log` (level: the bench's own `PKGSEED_LOG`, else
+    /// warnings), so a figure out of line can be explained after the run.
+    pub fn spawn(&self, label: &str) -> Result<Child> {
         let exe = std::env::current_exe().context("cannot find the pkgseed binary")?;
+        let log_path = self.log_dir.join(format!("daemon-{label}.log"));
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let log_level = std::env::var("PKGSEED_LOG").unwrap_or_else(|_| "warn".into());
         Command::new(exe)
             .args([
                 "daemon",
@@ -201,10 +222,10 @@ impl DaemonEnv {
             .env("PKGSEED_CONFIG_DIR", &self.config_dir)
             .env("PKGSEED_DATA_DIR", &self.data_dir)
             .env("PKGSEED_KEYRING", "off")
-            .env("PKGSEED_LOG", "warn")
+            .env("PKGSEED_LOG", log_level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .context("cannot start the daemon")
     }
@@ -297,22 +318,62 @@ pub(crate) fn current_rss_bytes(pid: u32) -> Result<u64> {
 /// utime + stime of a process, from /proc/<pid>/stat.
 fn cpu_secs(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_secs(&stat).context("bad /proc stat")
+}
+
+/// utime + stime from the text of a /proc `stat` file (a process's or a thread's).
+fn stat_cpu_secs(stat: &str) -> Option<f64> {
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields overall.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("bad /proc stat")?;
+    let (_, after) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|f| f.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0);
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ticks / ticks_per_sec.max(1.0))
+    Some(ticks / ticks_per_sec.max(1.0))
+}
+
+/// CPU seconds (utime + stime) of each of a process's threads, by thread id, with the thread's name.
+fn thread_cpu_secs(pid: u32) -> std::collections::HashMap<u32, (String, f64)> {
+    let mut threads = std::collections::HashMap::new();
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for entry in entries.flatten() {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some(secs) = stat_cpu_secs(&stat) {
+            let name = stat
+                .split_once('(')
+                .and_then(|(_, rest)| rest.rsplit_once(')'))
+                .map_or("?", |(name, _)| name);
+            threads.insert(tid, (name.to_string(), secs));
+        }
+    }
+    threads
+}
+
+/// The threads that used CPU between two [`thread_cpu_secs`] readings, busiest first, summed by thread name.
+fn busiest_threads(
+    before: &std::collections::HashMap<u32, (String, f64)>,
+    after: &std::collections::HashMap<u32, (String, f64)>,
+) -> Vec<(String, f64)> {
+    let mut by_name: std::collections::BTreeMap<String, f64> = Default::default();
+    for (tid, (name, secs)) in after {
+        let earlier = before.get(tid).map_or(0.0, |(_, secs)| *secs);
+        if secs - earlier > 0.0 {
+            *by_name.entry(name.clone()).or_default() += secs - earlier;
+        }
+    }
+    let mut busiest: Vec<(String, f64)> = by_name.into_iter().collect();
+    busiest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    busiest
 }
 
 pub(crate) fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {

@@ -516,7 +516,7 @@ fn serving_caps_pause(tools: &JsTools, options: &NetBenchOptions, dir: &Path) ->
 
 /// Starts the daemon and waits for its first scan to have seeded all `artifacts`; returns it and that status.
 fn start_daemon(env: &DaemonEnv, artifacts: usize) -> Result<(Guard, Value)> {
-    let daemon = Guard(Some(env.spawn()?));
+    let daemon = Guard(Some(env.spawn("net")?));
     let status = bench_daemon::wait_for(&env.data_dir, Duration::from_secs(600), |s| {
         s["first_scan_done"] == true
     })?;

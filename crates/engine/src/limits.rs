@@ -15,8 +15,12 @@ use crate::config::{AltSchedule, LimitsConfig, WEEKDAYS};
 use crate::engine::Shared;
 use crate::status::EngineEvent;
 
-/// How often the policy is re-evaluated and the month's upload counted.
+/// How often the policy is re-evaluated and the month's upload counted while traffic moves.
 pub const TICK: Duration = Duration::from_millis(250);
+/// The same after a tick in which no byte moved: an idle daemon wakes for the policy once a second, not four times
+/// (its time windows have minute resolution; pause, resume, config and power changes apply at once anyway). A
+/// transfer that starts is counted from the next tick, at most this late.
+pub const IDLE_TICK: Duration = Duration::from_secs(1);
 /// How often the power state (battery, metered) is read.
 pub const POWER_POLL: Duration = Duration::from_secs(2);
 /// How often the month's upload count is written when it changed (and at shutdown).
@@ -301,13 +305,13 @@ pub(crate) fn apply(shared: &Shared, now: LocalTime) {
     }
 }
 
-/// Counts the month's upload and applies the policy every [`TICK`]; saves the count every [`USAGE_SAVE_EVERY`].
+/// Counts the month's upload and applies the policy every [`TICK`] ([`IDLE_TICK`] while no byte moves); saves the
+/// count every [`USAGE_SAVE_EVERY`].
 pub(crate) async fn run(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_save = tokio::time::Instant::now();
+    let mut period = TICK;
     loop {
-        tick.tick().await;
+        tokio::time::sleep(period).await;
         let now = clock.now();
         // Bitswap bytes plus the TCP overhead charged to the caps: the month and the totals count all traffic.
         let (uploaded, downloaded) = {
@@ -327,6 +331,9 @@ pub(crate) async fn run(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
             if up_delta > 0 || down_delta > 0 {
                 policy.traffic.add(now, up_delta, down_delta);
                 policy.usage_dirty = true;
+                period = TICK;
+            } else {
+                period = IDLE_TICK;
             }
         }
         apply(&shared, now);

@@ -2,10 +2,13 @@
 //! from the cache file on demand and its hash verified before it is returned.
 //! (API contract for the other crates; the implementation is owned by this crate.)
 //!
-//! Layout (redb, one file; schema 4):
-//! - `artifacts`: artifact id → [`ArtifactRecord`] in the compact binary encoding of `record.rs` (schema 4 writes
-//!   format 4: LEB128 integers, a checksum CID equal to the root and a registry digest equal to the checksum CID's
-//!   stored by reference; formats 2 and 3 and schema 1's JSON are still read)
+//! Layout (redb, one file; schema 5):
+//! - `artifact_records`: artifact id → [`ArtifactRecord`] in the compact binary encoding of `record.rs`, keyed by
+//!   a bijective mix of the id ([`ScatteredId`]) so that leaves fill to ≈ 70 % rather than 50 %. Schema 5 writes
+//!   format 6: LEB128 integers, a checksum CID equal to the root and a registry digest equal to the checksum CID's
+//!   stored by reference, the ecosystem and profile as one-byte codes, and the path's copies of the name, version
+//!   and origin as one-byte references; formats 2 to 5 and schema 1's JSON are still read. (Schema 4 and older:
+//!   table `artifacts`, keyed by the id itself; moved here on open.)
 //! - `path_ids`: 64-bit hash of the path bytes (SHA-256, first 8 bytes) → artifact ids at paths with that hash (one
 //!   unless two paths collide; the record's path decides). The path itself is stored once, in the record. Schema 3
 //!   and older kept a `paths` table (path bytes → id): it is moved into `path_ids` in the transaction that opens
@@ -19,15 +22,16 @@
 //!   the root and checksum CIDs, which the record names (schema 4; older indexes have rows for them too, and both
 //!   are read: [`Index::block_cids_of`] and removal take the union)
 //! - `interior`: CID bytes → encoded interior node; kept while at least one interior location refers to it
-//! - `ecosystem_totals`: ecosystem → (artifact count, artifact bytes), kept in step with `artifacts` by every write so
-//!   the status never decodes every record (filled from `artifacts` when an older index lacks it)
+//! - `ecosystem_totals`: ecosystem → (artifact count, artifact bytes), kept in step with `artifact_records` by every
+//!   write so the status never decodes every record (filled from the records when an older index lacks it)
 //! - `meta`: `schema_version`, `next_id`
 //!
 //! Size on disk (issue 6 goal: ≤ 0.5 % of the seeded bytes; docs/benchmarks.md, "Index size"): per artifact the
-//! rows above are ≈ 300 bytes, but redb's B-tree leaves end about half full (ids grow, so leaves split at their
-//! middle and the left half is never filled again), its copy-on-write commits leave freed pages behind, and its file
-//! grows by doubling. [`Index::compact_if_grown`] (called by the engine when a scan is done) moves the used pages to
-//! the front and gives the rest back; it is crash-safe (redb's ordinary two-phase commits, only moving pages).
+//! rows above are ≈ 250 bytes, but redb's B-tree leaves are not full (a leaf splits at its middle; with random keys
+//! leaves average ≈ 70 %, with growing keys the left half is never filled again: hence [`ScatteredId`]), its
+//! copy-on-write commits leave freed pages behind, and its file grows by doubling. [`Index::compact_if_grown`]
+//! (called by the engine when a scan is done) moves the used pages to the front and gives the rest back; it is
+//! crash-safe (redb's ordinary two-phase commits, only moving pages).
 
 mod location;
 mod record;
@@ -179,16 +183,21 @@ pub enum BlockReadError {
     Index(#[from] IndexError),
 }
 
-/// The schema this build writes and understands. Schema 4 (smaller on disk) hashes the path table's keys, writes
-/// record format 4, and leaves out the block rows its records already name; schema 3 added records whose artifact is
-/// a byte range of its file (record format 3); schema 2 (binary records, all whole files) and schema 1 (JSON
-/// records) are read too. An older index is marked 4 on open, its `paths` table moved to `path_ids` in that same
-/// transaction; its records and block rows stay as they are and are read as written, so an older build refuses the
-/// file instead of misreading it.
-pub const SCHEMA_VERSION: u64 = 4;
-const OLDER_READABLE_SCHEMAS: [u64; 3] = [1, 2, 3];
+/// The schema this build writes and understands. Schema 5 keys the artifact table by [`ScatteredId`] (table
+/// `artifact_records`) and writes record format 6 (ecosystem and profile as codes, the path referring to the name,
+/// version and origin it contains); schema 4 (smaller on disk) hashed the path table's keys, wrote record format 4,
+/// and left out the block rows its records already name; schema 3 added records whose artifact is a byte range of
+/// its file (record format 3); schema 2 (binary records, all whole files) and schema 1 (JSON records) are read too.
+/// An older index is marked 5 on open, in one transaction with its upgrade: its `artifacts` table moved into
+/// `artifact_records` (each record re-encoded) and its `paths` table moved to `path_ids`; its block rows stay as
+/// they are and are read as written. An older build refuses the file instead of misreading it.
+pub const SCHEMA_VERSION: u64 = 5;
+const OLDER_READABLE_SCHEMAS: [u64; 4] = [1, 2, 3, 4];
 
-const ARTIFACTS: TableDefinition<u64, &[u8]> = TableDefinition::new("artifacts");
+/// Artifact id → record, keyed in [`ScatteredId`] order (schema 5).
+const ARTIFACTS: TableDefinition<ScatteredId, &[u8]> = TableDefinition::new("artifact_records");
+/// Schema 4 and older: the same, keyed in id order. Moved into [`ARTIFACTS`] when such an index is opened.
+const LEGACY_ARTIFACTS: TableDefinition<u64, &[u8]> = TableDefinition::new("artifacts");
 /// Schema 3 and older: path bytes → artifact id. Moved into [`PATH_IDS`] when such an index is opened.
 const PATHS: TableDefinition<&[u8], u64> = TableDefinition::new("paths");
 /// A 64-bit hash of the path bytes → the ids of the artifacts at paths with that hash, u64 LE each (one, unless
@@ -211,6 +220,87 @@ const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The owner's hard link to an artifact's file, by root CID ([`Index::account_own_links`]).
 type OwnLinkOf = Box<dyn Fn(&str) -> Option<PathBuf> + Send + Sync>;
+
+/// The key of the artifact table: an artifact id, stored and ordered as a bijective 64-bit mix of it, so that
+/// artifacts written one after another land all over the table instead of at its end.
+///
+/// Why: redb splits a full B-tree leaf at its middle. With ids in order every insert goes to the last leaf, so
+/// each split leaves a half-full leaf behind that nothing is inserted into again: the table was twice the size of
+/// its records (49 MB for 25 MB at 100k artifacts). Inserts spread at random fill leaves to about 70 % (a B-tree
+/// under random inserts). Every use of the table is by id, or a full walk in table order; none needs id order.
+#[derive(Debug)]
+struct ScatteredId;
+
+impl ScatteredId {
+    /// splitmix64's finaliser: each step is invertible, so distinct ids never share a key.
+    const fn mix(id: u64) -> u64 {
+        let mut x = id;
+        x ^= x >> 32;
+        x = x.wrapping_mul(MIX_MULTIPLIER_1);
+        x ^= x >> 29;
+        x = x.wrapping_mul(MIX_MULTIPLIER_2);
+        x ^ (x >> 32)
+    }
+
+    /// The inverse of [`ScatteredId::mix`], step by step in reverse.
+    const fn unmix(key: u64) -> u64 {
+        let mut x = key ^ (key >> 32);
+        x = x.wrapping_mul(modular_inverse(MIX_MULTIPLIER_2));
+        x ^= (x >> 29) ^ (x >> 58);
+        x = x.wrapping_mul(modular_inverse(MIX_MULTIPLIER_1));
+        x ^ (x >> 32)
+    }
+}
+
+const MIX_MULTIPLIER_1: u64 = 0xbf58_476d_1ce4_e5b9;
+const MIX_MULTIPLIER_2: u64 = 0x94d0_49bb_1331_11eb;
+
+/// The inverse of an odd number modulo 2^64 (Newton's iteration doubles the correct low bits each round).
+const fn modular_inverse(odd: u64) -> u64 {
+    let mut inverse = odd;
+    let mut round = 0;
+    while round < 6 {
+        inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
+        round += 1;
+    }
+    inverse
+}
+
+impl redb::Value for ScatteredId {
+    type SelfType<'a> = ArtifactId;
+    type AsBytes<'a> = [u8; 8];
+
+    fn fixed_width() -> Option<usize> {
+        Some(8)
+    }
+
+    fn from_bytes<'a>(data: &'a [u8]) -> ArtifactId
+    where
+        Self: 'a,
+    {
+        ScatteredId::unmix(u64::from_be_bytes(
+            data.try_into().expect("redb passes fixed_width bytes"),
+        ))
+    }
+
+    fn as_bytes<'a, 'b: 'a>(id: &'a ArtifactId) -> [u8; 8]
+    where
+        Self: 'b,
+    {
+        ScatteredId::mix(*id).to_be_bytes()
+    }
+
+    fn type_name() -> redb::TypeName {
+        redb::TypeName::new("pkgseed::ScatteredId")
+    }
+}
+
+impl redb::Key for ScatteredId {
+    fn compare(data1: &[u8], data2: &[u8]) -> std::cmp::Ordering {
+        // Big-endian mixed ids: byte order is key order.
+        data1.cmp(data2)
+    }
+}
 
 fn db_err(e: impl Display) -> IndexError {
     IndexError::Db(e.to_string())
@@ -411,6 +501,12 @@ impl Index {
             .map_err(db_err)?
             .map(|table| table.name().to_string())
             .collect();
+        if tables.iter().any(|name| name == LEGACY_ARTIFACTS.name()) {
+            // Schema 4 and older kept the records in id order; move them to the scattered table, re-encoded, in
+            // this same transaction (before anything below reads the records).
+            move_records_to_scattered_table(&txn)?;
+            changed = true;
+        }
         if tables.iter().any(|name| name == PATHS.name()) {
             // Schema 3 and older kept every path whole as a key; move them to the hashed table, in this same
             // transaction (a crash before its commit leaves the old table and schema as they were).
@@ -634,11 +730,14 @@ impl Index {
 
     /// Every artifact, in id order.
     pub fn artifacts(&self) -> Result<Vec<ArtifactRecord>, IndexError> {
-        self.artifacts_after(None, usize::MAX)
+        let mut all = self.artifacts_after(None, usize::MAX)?;
+        all.sort_unstable_by_key(|record| record.id);
+        Ok(all)
     }
 
-    /// Up to `limit` artifacts with ids above `after` (all ids with `None`), in id order: the index read a page at a
-    /// time (the next page starts after the last id returned).
+    /// Up to `limit` artifacts that come after the artifact `after` in the table's order (from the first with
+    /// `None`): the index read a page at a time, the next page starting after the last artifact returned. The
+    /// table's order is fixed but is not id order ([`ScatteredId`]).
     pub fn artifacts_after(
         &self,
         after: Option<ArtifactId>,
@@ -1022,7 +1121,7 @@ fn put_ids_at_hash(
 /// The artifact indexed at `path`: among the ids under its hash, the one whose record has this path.
 fn id_at_path(
     paths: &impl ReadableTable<u64, &'static [u8]>,
-    artifacts: &impl ReadableTable<u64, &'static [u8]>,
+    artifacts: &impl ReadableTable<ScatteredId, &'static [u8]>,
     path: &Path,
 ) -> Result<Option<ArtifactId>, IndexError> {
     for id in ids_at_hash(paths, path_hash(path))? {
@@ -1070,6 +1169,25 @@ fn edit_ids_at_path(
     if ids != before {
         put_ids_at_hash(paths, hash, &ids)?;
     }
+    Ok(())
+}
+
+/// Moves the records of a schema-4-or-older `artifacts` table (keyed in id order) into [`ARTIFACTS`], each in the
+/// current record format, and deletes it, inside `txn`. A record that does not decode is moved as it is: reading it
+/// reports it as corrupt, as before.
+fn move_records_to_scattered_table(txn: &WriteTransaction) -> Result<(), IndexError> {
+    {
+        let legacy = txn.open_table(LEGACY_ARTIFACTS).map_err(db_err)?;
+        let mut records = txn.open_table(ARTIFACTS).map_err(db_err)?;
+        for entry in legacy.iter().map_err(db_err)? {
+            let (id, bytes) = entry.map_err(db_err)?;
+            let (id, bytes) = (id.value(), bytes.value());
+            let reencoded = decode_record(id, bytes).and_then(|record| encode_record(&record));
+            let stored = reencoded.as_deref().unwrap_or(bytes);
+            records.insert(id, stored).map_err(db_err)?;
+        }
+    }
+    txn.delete_table(LEGACY_ARTIFACTS).map_err(db_err)?;
     Ok(())
 }
 

@@ -418,7 +418,7 @@ fn indexed_paths_lists_each_current_path_once_with_its_id() {
 }
 
 #[test]
-fn artifacts_after_pages_through_every_artifact_in_id_order_once() {
+fn artifacts_after_pages_through_every_artifact_once() {
     let dir = tempfile::tempdir().unwrap();
     let index = open_index(dir.path());
     let mut ids = Vec::new();
@@ -440,10 +440,28 @@ fn artifacts_after_pages_through_every_artifact_in_id_order_once() {
         after = Some(last.id);
         paged.extend(page.iter().map(|record| record.id));
     }
-    assert_eq!(paged, ids);
+    // Table order is not id order (the ids are scattered over the table), but every artifact comes once.
+    assert_ne!(paged, ids);
+    let mut sorted = paged.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ids);
     let all: Vec<ArtifactId> = index.artifacts().unwrap().iter().map(|r| r.id).collect();
-    assert_eq!(paged, all);
-    assert!(index.artifacts_after(Some(u64::MAX), 2).unwrap().is_empty());
+    assert_eq!(all, ids, "artifacts() is in id order");
+    let last = *paged.last().unwrap();
+    assert!(index.artifacts_after(Some(last), 2).unwrap().is_empty());
+}
+
+#[test]
+fn scattered_ids_are_a_bijection_that_spreads_consecutive_ids() {
+    for id in (0..10_000u64).chain([u64::MAX, u64::MAX - 1, 1 << 63, 0x0123_4567_89ab_cdef]) {
+        assert_eq!(ScatteredId::unmix(ScatteredId::mix(id)), id, "{id}");
+    }
+    // Consecutive ids fall into all 16 sixteenths of the key space, not next to each other.
+    let mut sixteenths = std::collections::HashSet::new();
+    for id in 1..=64u64 {
+        sixteenths.insert(ScatteredId::mix(id) >> 60);
+    }
+    assert_eq!(sixteenths.len(), 16);
 }
 
 #[test]
@@ -1005,7 +1023,7 @@ fn a_schema_1_index_with_json_records_is_upgraded_in_place() {
             .insert(META_NEXT_ID, 2)
             .unwrap();
         let json = serde_json::to_vec(&old).unwrap();
-        txn.open_table(ARTIFACTS)
+        txn.open_table(LEGACY_ARTIFACTS)
             .unwrap()
             .insert(1, json.as_slice())
             .unwrap();
@@ -1502,7 +1520,7 @@ fn a_schema_3_index_with_its_block_rows_is_read_and_cleaned_up() {
             meta.insert(META_SCHEMA, 3).unwrap();
             meta.insert(META_NEXT_ID, 2).unwrap();
             let encoded = crate::record::tests::encode_format_2_or_3(&record);
-            txn.open_table(ARTIFACTS)
+            txn.open_table(LEGACY_ARTIFACTS)
                 .unwrap()
                 .insert(1, encoded.as_slice())
                 .unwrap();
@@ -1555,6 +1573,71 @@ fn a_schema_3_index_with_its_block_rows_is_read_and_cleaned_up() {
     index.remove_artifact(new_id).unwrap().unwrap();
     assert_eq!(block_rows(&index), (0, 0));
     assert_eq!(index.count_by_ecosystem().unwrap().get("cargo"), None);
+}
+
+/// An index written by schema 4 (records in id order in `artifacts`, format 4) opens as schema 5: every record
+/// moved to the scattered table and re-encoded, in the opening transaction; a record that does not decode is moved
+/// as it was and still reads as corrupt, and the others are unaffected.
+#[test]
+fn a_schema_4_index_moves_its_records_to_the_scattered_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let mut written = Vec::new();
+    {
+        let index = Index::open(&path).unwrap();
+        for n in 0..5u8 {
+            let (record, blocks) = single_chunk_artifact(
+                dir.path(),
+                &format!("crate-{n}.crate"),
+                &pattern(3000 + usize::from(n), n),
+            );
+            let id = index.put_artifact(record, &blocks).unwrap();
+            written.push((index.artifact(id).unwrap().unwrap(), blocks[0].cid));
+        }
+    }
+    {
+        // Rewrite the records as schema 4 kept them; its other tables are the same as schema 5's.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(ARTIFACTS).unwrap();
+        {
+            let mut legacy = txn.open_table(LEGACY_ARTIFACTS).unwrap();
+            for (record, _) in &written {
+                let encoded = crate::record::tests::encode_format_4_or_5(record);
+                legacy.insert(record.id, encoded.as_slice()).unwrap();
+            }
+            legacy.insert(99, b"\x04 damaged".as_slice()).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_SCHEMA, 4)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let index = Index::open(&path).unwrap();
+    assert_eq!(stored_schema(&index), SCHEMA_VERSION);
+    assert!(!table_exists(&index, LEGACY_ARTIFACTS.name()));
+    for (record, cid) in &written {
+        assert_eq!(index.artifact(record.id).unwrap().as_ref(), Some(record));
+        assert_eq!(
+            index.artifact_by_path(&record.path).unwrap().as_ref(),
+            Some(record)
+        );
+        assert_eq!(
+            index.read_block(cid).unwrap().unwrap().len() as u64,
+            record.size_bytes
+        );
+        let txn = index.begin_read().unwrap();
+        let stored = txn.open_table(ARTIFACTS).unwrap();
+        let bytes = stored.get(record.id).unwrap().unwrap().value().to_vec();
+        assert_eq!(bytes[0], 6, "re-encoded in format 6");
+        assert!(bytes.len() < crate::record::tests::encode_format_4_or_5(record).len());
+    }
+    assert!(
+        index.artifact(99).is_err(),
+        "the damaged record still reads as corrupt"
+    );
+    assert_eq!(index.artifact_count().unwrap(), 6);
 }
 
 /// After many batches (a scan) the file is larger than its tables; compaction gives that back, every artifact and
