@@ -123,7 +123,7 @@ pub fn run(options: BenchOptions) -> Result<()> {
             ratio: format!("{:.2}x", baseline_secs / index_secs),
         },
         Row {
-            measurement: "extra disk per seeded byte (index file)".into(),
+            measurement: "extra disk per seeded byte (index file, allocated)".into(),
             value: format!("{:.3}%", 100.0 * index_disk as f64 / total_bytes as f64),
             baseline: format!("{} B index / {} B seeded", index_disk, total_bytes),
             ratio: "goal <= 0.5%".into(),

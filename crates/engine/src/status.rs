@@ -68,6 +68,7 @@ pub struct Status {
     /// `keyring` or `file`.
     pub identity_storage: String,
     pub identity_warning: Option<String>,
+    /// What the index file occupies on disk (allocated, not its length: `Index::disk_bytes`).
     pub index_disk_bytes: u64,
     pub cid_profile: String,
     /// The cache directories of the enabled ecosystems, scanned and watched.

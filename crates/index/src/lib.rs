@@ -387,8 +387,8 @@ pub struct Index {
     path: PathBuf,
     /// While set, writes commit with eventual durability (a bulk scan); [`Index::flush`] makes them durable.
     bulk_writes: std::sync::atomic::AtomicBool,
-    /// The file's size after the last [`Index::compact_if_grown`] (0 before the first).
-    compacted_disk_bytes: std::sync::atomic::AtomicU64,
+    /// The file's length after the last [`Index::compact_if_grown`] (0 before the first).
+    compacted_file_len: std::sync::atomic::AtomicU64,
     /// Where the owner keeps its own hard link to an artifact's file, by root CID (pkgseed's store): a link there
     /// is accounted for by the hard-link rule at every read ([`pkgseed_unixfs::check_confined`]).
     own_link_of: std::sync::OnceLock<OwnLinkOf>,
@@ -444,7 +444,7 @@ impl Index {
             db: std::sync::RwLock::new(db),
             path: path.to_path_buf(),
             bulk_writes: std::sync::atomic::AtomicBool::new(false),
-            compacted_disk_bytes: std::sync::atomic::AtomicU64::new(0),
+            compacted_file_len: std::sync::atomic::AtomicU64::new(0),
             own_link_of: std::sync::OnceLock::new(),
         };
         index.init_schema()?;
@@ -583,7 +583,7 @@ impl Index {
             .db
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if self.disk_bytes()? <= self.compacted_disk_bytes.load(Ordering::SeqCst) {
+        if self.file_len()? <= self.compacted_file_len.load(Ordering::SeqCst) {
             return Ok(false);
         }
         // Read transactions begun before the lock was taken end within one block read; wait for them (bounded).
@@ -599,8 +599,8 @@ impl Index {
             }
         }
         drop(db);
-        self.compacted_disk_bytes
-            .store(self.disk_bytes()?, Ordering::SeqCst);
+        self.compacted_file_len
+            .store(self.file_len()?, Ordering::SeqCst);
         Ok(true)
     }
 
@@ -968,8 +968,22 @@ impl Index {
         Err(first_error.expect("at least one candidate failed"))
     }
 
-    /// Bytes the index occupies on disk.
+    /// Bytes the index occupies on disk: what the file system allocated for the file. redb grows its file by
+    /// doubling its length, and the part never written since is a hole that takes no disk (a 100k-artifact index
+    /// measured 66 MB long and 44.6 MB on disk). Where the allocation is not known, the file's length.
     pub fn disk_bytes(&self) -> Result<u64, IndexError> {
+        let metadata = std::fs::metadata(&self.path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Ok(metadata.blocks() * 512)
+        }
+        #[cfg(not(unix))]
+        Ok(metadata.len())
+    }
+
+    /// The file's length, holes included: what [`Index::compact_if_grown`] watches.
+    fn file_len(&self) -> Result<u64, IndexError> {
         Ok(std::fs::metadata(&self.path)?.len())
     }
 }

@@ -52,26 +52,39 @@ const KNOWN_ECOSYSTEMS: [&str; 12] = [
 ];
 /// The profile names a packed record stores as one byte, frozen the same way.
 const KNOWN_PROFILES: [&str; 2] = ["unixfs-v1-2025", "unixfs-v0-2015"];
+/// The checksum algorithm names a packed record stores as one byte, frozen the same way.
+const KNOWN_ALGOS: [&str; 4] = ["sha256", "sha512", "sha1", "md5"];
 
 /// A packed path is a series of parts, each introduced by a LEB128 code: the end, one of the record's own text
-/// fields (the path of a cargo crate holds its registry dir, name and version), or a run of literal bytes.
+/// fields (the path of a cargo crate holds its registry dir, name and version), a slice of the registry checksum's
+/// digest in lowercase hex (npm's cache names each file by its integrity digest), or a run of literal bytes.
 const PART_END: u64 = 0;
 /// Codes 1..=3: the record's name, version and origin, in that order ([`path_references`]).
-const PART_FIRST_LITERAL: u64 = 4;
+const PART_FIELDS: u64 = 3;
+/// Followed by the slice's start and length in the digest's hex text.
+const PART_DIGEST_HEX: u64 = 4;
+/// Codes from here on: a literal run of (code - 4) bytes follows.
+const PART_FIRST_LITERAL: u64 = 5;
 /// A field is referred to only where it is at least this long (a reference costs one byte).
-const MIN_REFERENCE_BYTES: usize = 2;
+const MIN_FIELD_REFERENCE_BYTES: usize = 2;
+/// A digest slice is referred to only where it is at least this long (a reference costs about three bytes).
+const MIN_DIGEST_REFERENCE_BYTES: usize = 6;
 
 const TAG_ABSENT: u8 = 0;
 const TAG_TEXT: u8 = 1;
 const TAG_COMPACT: u8 = 2;
 /// The checksum CID is the root CID (format 4 and later).
 const TAG_SAME_AS_ROOT: u8 = 3;
-/// The registry checksum's digest is the checksum CID's multihash digest; only its `algo` text is stored (format 4
-/// and later).
+/// The registry checksum's digest is the checksum CID's multihash digest; only its `algo` is stored (format 4 and
+/// later: as text, as a code in formats 6 and 7).
 const TAG_CID_DIGEST: u8 = 3;
 
 /// Encodes `record` compactly (format 6, or 7 with a content range). A path that is not representable as bytes on
 /// this platform (non-UTF-8 outside unix) is written as JSON, which [`decode`] also reads.
+///
+/// Layout after the format byte: size, zigzagged mtime and inode as LEB128; the ecosystem code; name, version and
+/// origin as text; the profile code; the root CID, the checksum CID and the registry checksum as formats 4 and 5
+/// write them (the checksum's algorithm as a code); the path as parts ([`put_path`]); the content range.
 pub(crate) fn encode(record: &ArtifactRecord) -> Result<Vec<u8>, IndexError> {
     let Some(path) = path_bytes(record) else {
         return serde_json::to_vec(record)
@@ -89,41 +102,33 @@ pub(crate) fn encode(record: &ArtifactRecord) -> Result<Vec<u8>, IndexError> {
     put_bytes(&mut out, record.name.as_bytes());
     put_bytes(&mut out, record.version.as_bytes());
     put_bytes(&mut out, record.origin.as_bytes());
-    put_path(&mut out, path, path_references(record));
     put_named(&mut out, &record.profile, &KNOWN_PROFILES);
-    put_cids_checksum_and_range(&mut out, record);
+    put_cids_and_checksum(&mut out, record, Some(&KNOWN_ALGOS));
+    put_path(
+        &mut out,
+        path,
+        path_references(record),
+        digest_hex(&record.registry_checksum),
+    );
+    put_range(&mut out, record);
     Ok(out)
 }
 
-/// The fields after the text ones, as formats 4 to 7 write them: the root CID, the checksum CID (by reference when
-/// it is the root), the registry checksum (by reference when its digest is the checksum CID's) and the range.
-fn put_cids_checksum_and_range(out: &mut Vec<u8>, record: &ArtifactRecord) {
-    put_cid(out, Some(&record.root_cid));
-    let checksum_cid = record.checksum_cid.as_deref();
-    if checksum_cid == Some(record.root_cid.as_str()) {
-        out.push(TAG_SAME_AS_ROOT);
-    } else {
-        put_cid(out, checksum_cid);
-    }
-    let cid_digest = checksum_cid.and_then(|text| text.parse::<Cid>().ok());
-    put_checksum(
-        out,
-        &record.registry_checksum,
-        cid_digest.as_ref().map(|cid| cid.hash().digest()),
-    );
-    if let Some(range) = record.content_range {
-        push_varint(out, range.offset);
-        push_varint(out, range.len);
-    }
-}
-
 /// The fields a packed path may refer to, by part code - 1.
-fn path_references(record: &ArtifactRecord) -> [&[u8]; 3] {
+fn path_references(record: &ArtifactRecord) -> [&[u8]; PART_FIELDS as usize] {
     [
         record.name.as_bytes(),
         record.version.as_bytes(),
         record.origin.as_bytes(),
     ]
+}
+
+/// The lowercase hex digest of an `algo:hex` registry checksum, which a packed path may refer to.
+fn digest_hex(registry_checksum: &str) -> &[u8] {
+    match registry_checksum.split_once(':') {
+        Some((_, hex)) if lowercase_hex(hex).is_some() => hex.as_bytes(),
+        _ => &[],
+    }
 }
 
 /// `text` as a code from `known`, or as text after code 0.
@@ -137,9 +142,14 @@ fn put_named(out: &mut Vec<u8>, text: &str, known: &[&str]) {
     }
 }
 
-/// `path` as parts: wherever one of `references` starts (the longest if several do), a one-byte reference to it;
-/// literal runs between them.
-fn put_path(out: &mut Vec<u8>, path: &[u8], references: [&[u8]; 3]) {
+/// `path` as parts: wherever one of `fields` starts (the longest if several do) a one-byte reference to it, else
+/// wherever a long enough slice of `digest_hex` starts (the longest) a reference to that slice; literal runs between.
+fn put_path(
+    out: &mut Vec<u8>,
+    path: &[u8],
+    fields: [&[u8]; PART_FIELDS as usize],
+    digest_hex: &[u8],
+) {
     let put_literal = |out: &mut Vec<u8>, run: &[u8]| {
         if !run.is_empty() {
             push_varint(out, PART_FIRST_LITERAL + run.len() as u64 - 1);
@@ -149,23 +159,77 @@ fn put_path(out: &mut Vec<u8>, path: &[u8], references: [&[u8]; 3]) {
     let mut literal_from = 0;
     let mut at = 0;
     while at < path.len() {
-        let longest = (0..references.len())
+        let rest = &path[at..];
+        let field = (0..fields.len())
             .filter(|&k| {
-                references[k].len() >= MIN_REFERENCE_BYTES && path[at..].starts_with(references[k])
+                fields[k].len() >= MIN_FIELD_REFERENCE_BYTES && rest.starts_with(fields[k])
             })
-            .max_by_key(|&k| references[k].len());
-        match longest {
-            Some(k) => {
-                put_literal(out, &path[literal_from..at]);
-                push_varint(out, k as u64 + 1);
-                at += references[k].len();
-                literal_from = at;
-            }
-            None => at += 1,
+            .max_by_key(|&k| fields[k].len());
+        if let Some(k) = field {
+            put_literal(out, &path[literal_from..at]);
+            push_varint(out, k as u64 + 1);
+            at += fields[k].len();
+            literal_from = at;
+            continue;
         }
+        // Only where at least the minimum run of hex digits starts (most positions of a path are not).
+        let hex_run_starts = rest.len() >= MIN_DIGEST_REFERENCE_BYTES
+            && rest[..MIN_DIGEST_REFERENCE_BYTES]
+                .iter()
+                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
+        let digest_slice = (0..digest_hex.len())
+            .filter(|_| hex_run_starts)
+            .map(|start| {
+                let len = digest_hex[start..]
+                    .iter()
+                    .zip(rest)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                (start, len)
+            })
+            .max_by_key(|&(_, len)| len)
+            .filter(|&(_, len)| len >= MIN_DIGEST_REFERENCE_BYTES);
+        if let Some((start, len)) = digest_slice {
+            put_literal(out, &path[literal_from..at]);
+            push_varint(out, PART_DIGEST_HEX);
+            push_varint(out, start as u64);
+            push_varint(out, len as u64);
+            at += len;
+            literal_from = at;
+            continue;
+        }
+        at += 1;
     }
     put_literal(out, &path[literal_from..]);
     push_varint(out, PART_END);
+}
+
+/// The root CID, the checksum CID (by reference when it is the root) and the registry checksum (by reference when
+/// its digest is the checksum CID's), as formats 4 to 7 write them; the checksum's algorithm as a code of `algos`
+/// when given (formats 6 and 7), else as text.
+fn put_cids_and_checksum(out: &mut Vec<u8>, record: &ArtifactRecord, algos: Option<&[&str]>) {
+    put_cid(out, Some(&record.root_cid));
+    let checksum_cid = record.checksum_cid.as_deref();
+    if checksum_cid == Some(record.root_cid.as_str()) {
+        out.push(TAG_SAME_AS_ROOT);
+    } else {
+        put_cid(out, checksum_cid);
+    }
+    let cid_digest = checksum_cid.and_then(|text| text.parse::<Cid>().ok());
+    put_checksum(
+        out,
+        &record.registry_checksum,
+        cid_digest.as_ref().map(|cid| cid.hash().digest()),
+        algos,
+    );
+}
+
+/// The content range, if any, as LEB128 (formats 4 to 7).
+fn put_range(out: &mut Vec<u8>, record: &ArtifactRecord) {
+    if let Some(range) = record.content_range {
+        push_varint(out, range.offset);
+        push_varint(out, range.len);
+    }
 }
 
 /// The text fields in their stored order (formats 2 to 5).
@@ -181,124 +245,137 @@ fn text_fields<'a>(record: &'a ArtifactRecord, path: &'a [u8]) -> [&'a [u8]; 6] 
     ]
 }
 
-/// Decodes a record of either format; `id` is its key.
+/// Decodes a record of any format; `id` is its key.
 pub(crate) fn decode(id: ArtifactId, bytes: &[u8]) -> Result<ArtifactRecord, IndexError> {
     let corrupt = |what: &str| IndexError::Db(format!("artifact record {id} is corrupt: {what}"));
     let Some(format) = Format::of(bytes) else {
         return serde_json::from_slice(bytes).map_err(|e| corrupt(&e.to_string()));
     };
-    let Format {
-        varint,
-        packed,
-        with_range,
-    } = format;
     let mut reader = Reader { rest: &bytes[1..] };
-    let record = (|| {
-        let (size_bytes, mtime_ns, inode) = if varint {
-            (
-                reader.varint()?,
-                unzigzag(reader.varint()?),
-                reader.varint()?,
-            )
-        } else {
-            (
-                u64::from_le_bytes(reader.array()?),
-                i128::from_le_bytes(reader.array()?),
-                u64::from_le_bytes(reader.array()?),
-            )
-        };
-        let ecosystem = reader.named(packed, &KNOWN_ECOSYSTEMS)?;
-        let name = reader.text()?;
-        let version = reader.text()?;
-        let origin = reader.text()?;
-        let path = if packed {
-            path_from_bytes(&reader.packed_path([
-                name.as_bytes(),
-                version.as_bytes(),
-                origin.as_bytes(),
-            ])?)?
-        } else {
-            path_from_bytes(reader.bytes()?)?
-        };
-        let profile = reader.named(packed, &KNOWN_PROFILES)?;
-        let root_cid = reader.cid()?.ok_or("no root CID")?;
-        let checksum_cid = if varint && reader.rest.first() == Some(&TAG_SAME_AS_ROOT) {
-            reader.take(1)?;
-            Some(root_cid.clone())
-        } else {
-            reader.cid()?
-        };
-        let registry_checksum = if varint && reader.rest.first() == Some(&TAG_CID_DIGEST) {
-            reader.take(1)?;
-            let algo = reader.text()?;
-            let cid = checksum_cid
-                .as_deref()
-                .and_then(|text| text.parse::<Cid>().ok())
-                .ok_or("checksum digest refers to a missing checksum CID")?;
-            format!("{algo}:{}", to_lowercase_hex(cid.hash().digest()))
-        } else {
-            reader.checksum()?
-        };
-        let content_range = match (with_range, varint) {
-            (false, _) => None,
-            (true, true) => Some(ContentRange {
-                offset: reader.varint()?,
-                len: reader.varint()?,
-            }),
-            (true, false) => Some(ContentRange {
-                offset: u64::from_le_bytes(reader.array()?),
-                len: u64::from_le_bytes(reader.array()?),
-            }),
-        };
-        if !reader.rest.is_empty() {
-            return Err("trailing bytes");
-        }
-        Ok(ArtifactRecord {
-            id,
-            ecosystem,
-            name,
-            version,
-            origin,
-            path,
-            size_bytes,
-            mtime_ns,
-            inode,
-            root_cid,
-            profile,
-            checksum_cid,
-            registry_checksum,
-            content_range,
-        })
-    })();
-    record.map_err(corrupt)
+    let record = if format.packed {
+        decode_packed(id, &mut reader, format.with_range)
+    } else {
+        decode_unpacked(id, &mut reader, format)
+    };
+    match record {
+        Ok(_) if !reader.rest.is_empty() => Err(corrupt("trailing bytes")),
+        Ok(record) => Ok(record),
+        Err(what) => Err(corrupt(what)),
+    }
 }
 
-/// The path of a record of any format, without decoding its other fields.
+/// The fields of a packed record (formats 6 and 7) after its format byte.
+fn decode_packed(
+    id: ArtifactId,
+    reader: &mut Reader,
+    with_range: bool,
+) -> Result<ArtifactRecord, &'static str> {
+    let size_bytes = reader.varint()?;
+    let mtime_ns = unzigzag(reader.varint()?);
+    let inode = reader.varint()?;
+    let ecosystem = reader.named(&KNOWN_ECOSYSTEMS)?;
+    let name = reader.text()?;
+    let version = reader.text()?;
+    let origin = reader.text()?;
+    let profile = reader.named(&KNOWN_PROFILES)?;
+    let (root_cid, checksum_cid, registry_checksum) =
+        reader.cids_and_checksum(true, Some(&KNOWN_ALGOS))?;
+    let path = reader.packed_path(
+        [name.as_bytes(), version.as_bytes(), origin.as_bytes()],
+        digest_hex(&registry_checksum),
+    )?;
+    let path = path_from_bytes(&path)?;
+    let content_range = reader.range(with_range, true)?;
+    Ok(ArtifactRecord {
+        id,
+        ecosystem,
+        name,
+        version,
+        origin,
+        path,
+        size_bytes,
+        mtime_ns,
+        inode,
+        root_cid,
+        profile,
+        checksum_cid,
+        registry_checksum,
+        content_range,
+    })
+}
+
+/// The fields of a record of formats 2 to 5 after its format byte.
+fn decode_unpacked(
+    id: ArtifactId,
+    reader: &mut Reader,
+    format: Format,
+) -> Result<ArtifactRecord, &'static str> {
+    let varint = format.varint;
+    let (size_bytes, mtime_ns, inode) = if varint {
+        (
+            reader.varint()?,
+            unzigzag(reader.varint()?),
+            reader.varint()?,
+        )
+    } else {
+        (
+            u64::from_le_bytes(reader.array()?),
+            i128::from_le_bytes(reader.array()?),
+            u64::from_le_bytes(reader.array()?),
+        )
+    };
+    let ecosystem = reader.text()?;
+    let name = reader.text()?;
+    let version = reader.text()?;
+    let origin = reader.text()?;
+    let path = path_from_bytes(reader.bytes()?)?;
+    let profile = reader.text()?;
+    let (root_cid, checksum_cid, registry_checksum) = reader.cids_and_checksum(varint, None)?;
+    let content_range = reader.range(format.with_range, varint)?;
+    Ok(ArtifactRecord {
+        id,
+        ecosystem,
+        name,
+        version,
+        origin,
+        path,
+        size_bytes,
+        mtime_ns,
+        inode,
+        root_cid,
+        profile,
+        checksum_cid,
+        registry_checksum,
+        content_range,
+    })
+}
+
+/// The path of a record of any format, without building its other text fields where the format allows (formats 2
+/// to 5: the startup scan reads every record's path).
 pub(crate) fn decode_path(id: ArtifactId, bytes: &[u8]) -> Result<PathBuf, IndexError> {
     let corrupt = |what: &str| IndexError::Db(format!("artifact record {id} is corrupt: {what}"));
-    let Some(Format { varint, packed, .. }) = Format::of(bytes) else {
-        return decode(id, bytes).map(|record| record.path);
-    };
-    let mut reader = Reader { rest: &bytes[1..] };
-    let path = (|| {
-        if varint {
-            for _ in 0..3 {
-                reader.varint()?;
-            }
-        } else {
-            reader.take(8 + 16 + 8)?;
+    match Format::of(bytes) {
+        // A packed path may refer to the checksum, which comes before it: decode the record.
+        None | Some(Format { packed: true, .. }) => decode(id, bytes).map(|record| record.path),
+        Some(Format { varint, .. }) => {
+            let mut reader = Reader { rest: &bytes[1..] };
+            let path = (|| {
+                if varint {
+                    for _ in 0..3 {
+                        reader.varint()?;
+                    }
+                } else {
+                    reader.take(8 + 16 + 8)?;
+                }
+                // ecosystem, name, version, origin
+                for _ in 0..4 {
+                    reader.bytes()?;
+                }
+                path_from_bytes(reader.bytes()?)
+            })();
+            path.map_err(corrupt)
         }
-        reader.named(packed, &KNOWN_ECOSYSTEMS)?;
-        let name = reader.bytes()?;
-        let version = reader.bytes()?;
-        let origin = reader.bytes()?;
-        if packed {
-            path_from_bytes(&reader.packed_path([name, version, origin])?)
-        } else {
-            path_from_bytes(reader.bytes()?)
-        }
-    })();
-    path.map_err(corrupt)
+    }
 }
 
 /// What a binary record's first byte says about the rest.
@@ -391,17 +468,21 @@ fn put_cid(out: &mut Vec<u8>, text: Option<&str>) {
 }
 
 /// `algo:hex` with a lowercase hex digest is kept as the algo and the raw digest, or as the algo alone when the digest
-/// is `cid_digest` (the checksum CID's); anything else as text.
-fn put_checksum(out: &mut Vec<u8>, text: &str, cid_digest: Option<&[u8]>) {
+/// is `cid_digest` (the checksum CID's); anything else as text. The algo is a code of `algos` when given.
+fn put_checksum(out: &mut Vec<u8>, text: &str, cid_digest: Option<&[u8]>, algos: Option<&[&str]>) {
+    let put_algo = |out: &mut Vec<u8>, algo: &str| match algos {
+        Some(known) => put_named(out, algo, known),
+        None => put_bytes(out, algo.as_bytes()),
+    };
     if let Some((algo, hex)) = text.split_once(':') {
         if let Some(digest) = lowercase_hex(hex) {
             if cid_digest == Some(digest.as_slice()) {
                 out.push(TAG_CID_DIGEST);
-                put_bytes(out, algo.as_bytes());
+                put_algo(out, algo);
                 return;
             }
             out.push(TAG_COMPACT);
-            put_bytes(out, algo.as_bytes());
+            put_algo(out, algo);
             put_bytes(out, &digest);
             return;
         }
@@ -479,11 +560,8 @@ impl<'a> Reader<'a> {
         String::from_utf8(self.bytes()?.to_vec()).map_err(|_| "text is not UTF-8")
     }
 
-    /// A field [`put_named`] wrote (packed formats), or plain text.
-    fn named(&mut self, packed: bool, known: &[&str]) -> Result<String, &'static str> {
-        if !packed {
-            return self.text();
-        }
+    /// A field [`put_named`] wrote.
+    fn named(&mut self, known: &[&str]) -> Result<String, &'static str> {
         let [code] = self.array::<1>()?;
         match code {
             0 => self.text(),
@@ -494,13 +572,27 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A path [`put_path`] wrote, with `references` its record's name, version and origin.
-    fn packed_path(&mut self, references: [&[u8]; 3]) -> Result<Vec<u8>, &'static str> {
+    /// A path [`put_path`] wrote, with `fields` its record's name, version and origin and `digest_hex` its
+    /// registry checksum's hex digest.
+    fn packed_path(
+        &mut self,
+        fields: [&[u8]; PART_FIELDS as usize],
+        digest_hex: &[u8],
+    ) -> Result<Vec<u8>, &'static str> {
         let mut path = Vec::new();
         loop {
             match self.varint()? {
                 PART_END => return Ok(path),
-                code @ 1..=3 => path.extend_from_slice(references[code as usize - 1]),
+                code @ 1..=PART_FIELDS => path.extend_from_slice(fields[code as usize - 1]),
+                PART_DIGEST_HEX => {
+                    let start = usize::try_from(self.varint()?).map_err(|_| "bad digest slice")?;
+                    let len = usize::try_from(self.varint()?).map_err(|_| "bad digest slice")?;
+                    let slice = start
+                        .checked_add(len)
+                        .and_then(|end| digest_hex.get(start..end))
+                        .ok_or("digest slice outside the checksum")?;
+                    path.extend_from_slice(slice);
+                }
                 code => {
                     let len = usize::try_from(code - PART_FIRST_LITERAL + 1)
                         .map_err(|_| "length too large")?;
@@ -508,6 +600,61 @@ impl<'a> Reader<'a> {
                 }
             }
         }
+    }
+
+    /// The root CID, the checksum CID and the registry checksum [`put_cids_and_checksum`] wrote (`varint`: formats
+    /// 4 to 7, which may name the checksum CID and digest by reference).
+    fn cids_and_checksum(
+        &mut self,
+        varint: bool,
+        algos: Option<&[&str]>,
+    ) -> Result<(String, Option<String>, String), &'static str> {
+        let root_cid = self.cid()?.ok_or("no root CID")?;
+        let checksum_cid = if varint && self.rest.first() == Some(&TAG_SAME_AS_ROOT) {
+            self.take(1)?;
+            Some(root_cid.clone())
+        } else {
+            self.cid()?
+        };
+        let registry_checksum = if varint && self.rest.first() == Some(&TAG_CID_DIGEST) {
+            self.take(1)?;
+            let algo = self.algo(algos)?;
+            let cid = checksum_cid
+                .as_deref()
+                .and_then(|text| text.parse::<Cid>().ok())
+                .ok_or("checksum digest refers to a missing checksum CID")?;
+            format!("{algo}:{}", to_lowercase_hex(cid.hash().digest()))
+        } else {
+            self.checksum(algos)?
+        };
+        Ok((root_cid, checksum_cid, registry_checksum))
+    }
+
+    /// A checksum's algorithm: a code of `algos` when given, else text.
+    fn algo(&mut self, algos: Option<&[&str]>) -> Result<String, &'static str> {
+        match algos {
+            Some(known) => self.named(known),
+            None => self.text(),
+        }
+    }
+
+    /// The content range, when the format has one (`varint`: as LEB128, else as two u64 LE).
+    fn range(
+        &mut self,
+        with_range: bool,
+        varint: bool,
+    ) -> Result<Option<ContentRange>, &'static str> {
+        Ok(match (with_range, varint) {
+            (false, _) => None,
+            (true, true) => Some(ContentRange {
+                offset: self.varint()?,
+                len: self.varint()?,
+            }),
+            (true, false) => Some(ContentRange {
+                offset: u64::from_le_bytes(self.array()?),
+                len: u64::from_le_bytes(self.array()?),
+            }),
+        })
     }
 
     fn cid(&mut self) -> Result<Option<String>, &'static str> {
@@ -522,12 +669,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn checksum(&mut self) -> Result<String, &'static str> {
+    fn checksum(&mut self, algos: Option<&[&str]>) -> Result<String, &'static str> {
         let [tag] = self.array::<1>()?;
         match tag {
             TAG_TEXT => self.text(),
             TAG_COMPACT => {
-                let algo = self.text()?;
+                let algo = self.algo(algos)?;
                 let digest = self.bytes()?;
                 Ok(format!("{algo}:{}", to_lowercase_hex(digest)))
             }
@@ -573,7 +720,8 @@ pub(crate) mod tests {
         for text in text_fields(record, path_bytes(record).unwrap()) {
             put_bytes(&mut out, text);
         }
-        put_cids_checksum_and_range(&mut out, record);
+        put_cids_and_checksum(&mut out, record, None);
+        put_range(&mut out, record);
         out
     }
 
@@ -591,7 +739,7 @@ pub(crate) mod tests {
         }
         put_cid(&mut out, Some(&record.root_cid));
         put_cid(&mut out, record.checksum_cid.as_deref());
-        put_checksum(&mut out, &record.registry_checksum, None);
+        put_checksum(&mut out, &record.registry_checksum, None, None);
         if let Some(range) = record.content_range {
             out.extend_from_slice(&range.offset.to_le_bytes());
             out.extend_from_slice(&range.len.to_le_bytes());
@@ -605,8 +753,8 @@ pub(crate) mod tests {
         let bytes = encode(&record).unwrap();
         assert_eq!(decode(7, &bytes).unwrap(), record);
         let json = serde_json::to_vec(&record).unwrap();
-        // The JSON of this record is 490 bytes; the binary one 181 (205 in format 4, 264 in format 2).
-        assert_eq!(bytes.len(), 181);
+        // The JSON of this record is 490 bytes; the binary one 175 (205 in format 4, 264 in format 2).
+        assert_eq!(bytes.len(), 175);
         assert_eq!(encode_format_4_or_5(&record).len(), 205);
         assert!(
             bytes.len() * 10 < json.len() * 6,
@@ -696,14 +844,16 @@ pub(crate) mod tests {
         // A digest tag without a checksum CID to take it from is corrupt, not a panic.
         let mut orphan = record.clone();
         orphan.checksum_cid = None;
-        let mut bytes = encode(&orphan).unwrap();
-        // ... absent tag, then the checksum: its tag, "sha256" with its length, the 32-byte digest with its length.
-        let absent_at = bytes.len() - (1 + 1 + 6 + 1 + 32) - 1;
-        assert_eq!(bytes[absent_at], TAG_ABSENT);
+        let encoded = encode(&orphan).unwrap();
+        // ... the root CID, the absent tag, then the checksum: its tag, the "sha256" code, the 32-byte digest with
+        // its length; then the path.
+        let absent_at = after_root_cid(&encoded, &orphan);
+        assert_eq!(encoded[absent_at], TAG_ABSENT);
         let registry_at = absent_at + 1;
-        bytes.truncate(registry_at);
-        bytes.push(TAG_CID_DIGEST);
-        put_bytes(&mut bytes, b"sha256");
+        assert_eq!(encoded[registry_at], TAG_COMPACT);
+        let mut bytes = encoded[..registry_at].to_vec();
+        bytes.extend_from_slice(&[TAG_CID_DIGEST, 1]);
+        bytes.extend_from_slice(&encoded[registry_at + 1 + 1 + 1 + 32..]);
         assert!(decode(7, &bytes).is_err());
         for len in 0..bytes.len() {
             assert!(decode(7, &bytes[..len]).is_err(), "truncated to {len}");
@@ -723,11 +873,12 @@ pub(crate) mod tests {
         assert_eq!(decode_path(7, &bytes).unwrap(), record.path);
         let schema_4 = encode_format_4_or_5(&record);
         assert_eq!(decode_path(7, &schema_4).unwrap(), record.path);
-        // Origin (30), name (5) and version (5) are one byte each; the ecosystem and profile names one byte each.
+        // Origin (30), name (5) and version (5) are one byte each; the ecosystem, profile and checksum algorithm
+        // names ("sha256") one byte each.
         let saved = schema_4.len() - bytes.len();
         assert_eq!(
             saved,
-            (30 - 1) + (5 - 1) + (5 - 1) + (5 - 1) + (14 - 1) - 1 - 1
+            (30 - 1) + (5 - 1) + (5 - 1) + (5 - 1) + (14 - 1) - 1 - 1 + 6
         );
         // Overlapping fields: the longest one that starts at a position is used; one-byte fields never.
         for (name, version, origin, path) in [
@@ -803,9 +954,59 @@ pub(crate) mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode(7, &longer).is_err());
+        // The checksum's tag, after the root CID and the same-as-root tag.
         let mut bad_tag = bytes;
-        let last_tag = bad_tag.len() - 1 - 6 - 1 - 32 - 1;
-        bad_tag[last_tag] = 9;
+        let checksum_tag_at = after_root_cid(&bad_tag, &sample()) + 1;
+        assert_eq!(bad_tag[checksum_tag_at], TAG_COMPACT);
+        bad_tag[checksum_tag_at] = 9;
         assert!(decode(7, &bad_tag).is_err());
+    }
+
+    /// Where the binary root CID of `record` ends in its encoding.
+    fn after_root_cid(bytes: &[u8], record: &ArtifactRecord) -> usize {
+        let cid = record.root_cid.parse::<Cid>().unwrap().to_bytes();
+        let at = bytes
+            .windows(cid.len())
+            .position(|window| window == cid.as_slice())
+            .expect("the root CID is in the record");
+        at + cid.len()
+    }
+
+    #[test]
+    fn a_packed_path_refers_to_slices_of_the_checksum_digest() {
+        // npm's cache names a tarball by its integrity digest: content-v2/sha512/ab/cd/<the other 124 digits>.
+        let mut record = sample();
+        record.ecosystem = "npm".into();
+        let hex = "0123456789abcdef".repeat(8);
+        record.registry_checksum = format!("sha512:{hex}");
+        record.checksum_cid = None;
+        record.path = PathBuf::from(format!(
+            "/home/u/.npm/_cacache/content-v2/sha512/{}/{}/{}",
+            &hex[..2],
+            &hex[2..4],
+            &hex[4..]
+        ));
+        let bytes = encode(&record).unwrap();
+        assert_eq!(decode(7, &bytes).unwrap(), record);
+        assert_eq!(decode_path(7, &bytes).unwrap(), record.path);
+        // The 124 digits are one slice reference of 3 bytes (code, start, length), and the two 2-digit directory
+        // names are digits too short to refer to: 121 bytes less than format 4 at least.
+        let schema_4 = encode_format_4_or_5(&record);
+        assert!(
+            bytes.len() + 124 - 4 <= schema_4.len(),
+            "{} bytes packed vs {} in format 4",
+            bytes.len(),
+            schema_4.len()
+        );
+        // A slice outside the digest is corrupt, not a panic: the same bytes with the digest cut to 32 of its 64
+        // bytes (absent checksum CID tag, checksum tag, "sha512" code, digest length, digest, then the path).
+        let digest_len_at = after_root_cid(&bytes, &record) + 3;
+        assert_eq!(bytes[digest_len_at], 64);
+        let mut cut = bytes[..digest_len_at].to_vec();
+        cut.push(32);
+        cut.extend_from_slice(&bytes[digest_len_at + 1..digest_len_at + 1 + 32]);
+        cut.extend_from_slice(&bytes[digest_len_at + 1 + 64..]);
+        assert!(decode(7, &cut).is_err());
+        assert!(decode_path(7, &cut).is_err());
     }
 }
