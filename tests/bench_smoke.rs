@@ -62,9 +62,8 @@ fn assert_sane(row: &str, line: &str, may_be_zero: bool) {
     );
 }
 
-#[test]
-fn bench_prints_every_row_with_sane_figures() {
-    let work = tempfile::tempdir().unwrap();
+/// `pkgseed bench` over a small cache (60 artifacts, 30 MB for the daemon rows, 2 s idle) in `work`, with `more`.
+fn small_bench(work: &std::path::Path, more: &[&str]) -> Command {
     let mut cmd = Command::new(pkgseed_e2e::pkgseed_bin());
     cmd.args([
         "bench",
@@ -74,22 +73,34 @@ fn bench_prints_every_row_with_sane_figures() {
         "2",
         "--daemon-total-bytes",
         "30000000",
-        "--serve-bytes",
-        "4000000",
-        "--cap-window-seconds",
-        "1",
-        "--announce-artifacts",
-        "40",
-        "--dht-nodes",
-        "3",
-        "--desktop-settle-seconds",
-        "2",
     ])
+    .args(more)
     .arg("--work-dir")
-    .arg(work.path())
-    .arg("--js-dir")
-    .arg(js_dir())
-    .env("NODE", pkgseed_e2e::node_bin());
+    .arg(work);
+    cmd
+}
+
+#[test]
+fn bench_prints_every_row_with_sane_figures() {
+    let work = tempfile::tempdir().unwrap();
+    let mut cmd = small_bench(
+        work.path(),
+        &[
+            "--serve-bytes",
+            "4000000",
+            "--cap-window-seconds",
+            "1",
+            "--announce-artifacts",
+            "40",
+            "--dht-nodes",
+            "3",
+            "--desktop-settle-seconds",
+            "2",
+        ],
+    );
+    cmd.arg("--js-dir")
+        .arg(js_dir())
+        .env("NODE", pkgseed_e2e::node_bin());
     let out = pkgseed_e2e::run(&mut cmd, Duration::from_secs(900));
     assert!(out.success(), "bench failed:\n{}", out.describe());
     eprintln!("{}", out.stdout);
@@ -151,4 +162,46 @@ fn bench_prints_every_row_with_sane_figures() {
     if !desktop.contains("skipped: ") {
         assert_sane(DESKTOP_ROW, desktop, false);
     }
+}
+
+/// The daemon rows over an npm-like cache (npm's `_cacache` layout): every artifact is seeded (the bench fails
+/// otherwise), nothing is rehashed after a restart, and the rows have sane figures.
+#[test]
+fn bench_daemon_rows_run_over_an_npm_like_cache() {
+    let work = tempfile::tempdir().unwrap();
+    let mut cmd = small_bench(
+        work.path(),
+        &["--daemon-ecosystem", "npm", "--no-net", "--no-desktop"],
+    );
+    let out = pkgseed_e2e::run(&mut cmd, Duration::from_secs(600));
+    assert!(out.success(), "bench failed:\n{}", out.describe());
+    eprintln!("{}", out.stdout);
+    let first_scan = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("| first scan, "))
+        .unwrap_or_else(|| panic!("no first-scan row in:\n{}", out.stdout));
+    assert!(first_scan.contains(" 60 npm artifacts "), "{first_scan}");
+    assert_sane("first scan, ", first_scan, false);
+    for row in [
+        "restart to serving",
+        "new artifact written -> served",
+        "daemon index on disk per seeded byte",
+    ] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.trim_start_matches("| ").starts_with(row))
+            .unwrap_or_else(|| panic!("no {row:?} row in:\n{}", out.stdout));
+        assert_sane(row, line, false);
+    }
+    let restart = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("restart: startup scan re-checked every file"))
+        .expect("restart row");
+    assert!(
+        restart.contains("(0)"),
+        "a restart rehashed files: {restart}"
+    );
 }

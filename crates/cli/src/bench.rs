@@ -25,6 +25,8 @@ pub struct BenchOptions {
     pub daemon: bool,
     /// Cap on the synthetic daemon cache's total size (sizes are scaled down to fit).
     pub daemon_total_bytes: u64,
+    /// The daemon rows' synthetic cache.
+    pub daemon_ecosystem: crate::bench_daemon::SyntheticEcosystem,
     pub idle_seconds: u64,
     /// The network rows (serving, caps, pause, announcing); `None` leaves them out.
     pub net: Option<crate::bench_net::NetBenchOptions>,
@@ -137,6 +139,7 @@ pub fn run(options: BenchOptions) -> Result<()> {
                 artifacts: options.artifacts,
                 seed: options.seed,
                 total_bytes_budget: options.daemon_total_bytes,
+                ecosystem: options.daemon_ecosystem,
                 idle_seconds: options.idle_seconds,
             },
             &daemon_dir,
@@ -158,8 +161,8 @@ fn daemon_rows(f: &crate::bench_daemon::DaemonFigures) -> Vec<Row> {
     vec![
         Row {
             measurement: format!(
-                "first scan, {} artifacts ({:.0} MB): wall s",
-                f.artifacts, mb
+                "first scan, {} {} artifacts ({:.0} MB): wall s",
+                f.artifacts, f.ecosystem, mb
             ),
             value: format!("{:.2}", f.scan_wall_secs),
             baseline: format!("{:.2} (plain sha256 of the files)", f.sha256_secs),

@@ -1,6 +1,7 @@
 //! The daemon rows of `pkgseed bench`: a synthetic cargo cache (real layout: `.crate` files plus cargo's binary
-//! index cache with their checksums) is seeded by a real `pkgseed daemon --network local` child process, and the
-//! bench measures the first scan (wall, CPU, peak RSS), a restart to serving (and that nothing is rehashed), the
+//! index cache with their checksums) or npm cache (real `_cacache` layout: content blobs named by their sha512 plus
+//! the `index-v5` entries naming each blob's tarball URL) is seeded by a real `pkgseed daemon --network local` child
+//! process, and the bench measures the first scan (wall, CPU, peak RSS), a restart to serving (and that nothing is rehashed), the
 //! latency from a new artifact written into the watched cache to served, and the idle CPU and RSS.
 
 use std::path::{Path, PathBuf};
@@ -16,14 +17,38 @@ use sha2::Digest;
 /// exactly as a user marks a mirror.
 pub(crate) const BENCH_INDEX_DIR: &str = "bench-registry-0000000000000000";
 
+/// The synthetic npm registry's origin: a loopback URL that is never contacted (the tarballs are already in the
+/// cache). The bench marks it public in its config, exactly as a user marks a mirror.
+pub(crate) const BENCH_NPM_REGISTRY: &str = "http://127.0.0.1:9/";
+
 pub struct DaemonBenchOptions {
     pub artifacts: usize,
     pub seed: u64,
     pub total_bytes_budget: u64,
+    pub ecosystem: SyntheticEcosystem,
     pub idle_seconds: u64,
 }
 
+/// Which package manager's cache layout the daemon rows generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyntheticEcosystem {
+    Cargo,
+    Npm,
+}
+
+impl SyntheticEcosystem {
+    /// The ecosystem's name in the daemon's config and status.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyntheticEcosystem::Cargo => "cargo",
+            SyntheticEcosystem::Npm => "npm",
+        }
+    }
+}
+
 pub struct DaemonFigures {
+    /// The synthetic cache's ecosystem (`cargo`, `npm`).
+    pub ecosystem: &'static str,
     pub artifacts: usize,
     pub bytes: u64,
     pub scan_wall_secs: f64,
@@ -48,10 +73,10 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
         std::fs::remove_dir_all(work_dir)
             .with_context(|| format!("cannot empty {}", work_dir.display()))?;
     }
-    let cargo_home = work_dir.join("cargo-home");
-    let (files, total_bytes) = generate_cargo_cache(&cargo_home, options)?;
+    let env = DaemonEnv::create(work_dir, options.ecosystem)?;
+    let (files, total_bytes) = generate_cache(&env, options)?;
     let sha256_secs = super::bench::time_plain_sha256(&files)?;
-    let env = DaemonEnv::create(work_dir)?;
+    let ecosystem = options.ecosystem.name();
     let data_dir = env.data_dir.clone();
 
     // 1. First scan.
@@ -64,7 +89,7 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
     let scan_wall_secs = started.elapsed().as_secs_f64();
     let scan_cpu_secs = cpu_secs(pid)?;
     let scan_peak_rss_bytes = peak_rss_bytes(pid)?;
-    let seeded = status["ecosystems"]["cargo"]["artifacts"]
+    let seeded = status["ecosystems"][ecosystem]["artifacts"]
         .as_u64()
         .unwrap_or(0);
     if seeded as usize != files.len() {
@@ -84,9 +109,9 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
     .to_string();
     let new_crate_latency = {
         let started = Instant::now();
-        write_crate(&cargo_home, "bench-new-artifact", "1.0.0", &new_crate_bytes)?;
+        env.write_artifact("bench-new-artifact", "1.0.0", &new_crate_bytes)?;
         wait_for(&data_dir, Duration::from_secs(30), |s| {
-            s["ecosystems"]["cargo"]["artifacts"].as_u64() == Some(seeded + 1)
+            s["ecosystems"][ecosystem]["artifacts"].as_u64() == Some(seeded + 1)
         })?;
         started.elapsed().as_secs_f64()
     };
@@ -138,6 +163,7 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
     stop(&mut daemon);
 
     Ok(DaemonFigures {
+        ecosystem,
         artifacts: files.len(),
         bytes: total_bytes,
         scan_wall_secs,
@@ -155,14 +181,18 @@ pub fn run(options: &DaemonBenchOptions, work_dir: &Path) -> Result<DaemonFigure
     })
 }
 
-/// The daemon's config: the synthetic registry marked public, and every ecosystem but cargo turned off, so the
-/// figures measure the synthetic cache only, never whatever npm, pip or apt caches the machine has (system-wide
-/// ones such as apt's archives live outside the empty HOME).
-fn bench_config() -> String {
-    let mut config = format!("network = \"local\"\n[origins]\npublic = [\"{BENCH_INDEX_DIR}\"]\n");
+/// The daemon's config: the synthetic registry marked public, and every ecosystem but the synthetic cache's turned
+/// off, so the figures measure the synthetic cache only, never whatever npm, pip or apt caches the machine has
+/// (system-wide ones such as apt's archives live outside the empty HOME).
+fn bench_config(seeded: SyntheticEcosystem) -> String {
+    let public = match seeded {
+        SyntheticEcosystem::Cargo => BENCH_INDEX_DIR,
+        SyntheticEcosystem::Npm => BENCH_NPM_REGISTRY,
+    };
+    let mut config = format!("network = \"local\"\n[origins]\npublic = [\"{public}\"]\n");
     for ecosystem in pkgseed_sources::ECOSYSTEMS
         .iter()
-        .filter(|e| **e != "cargo")
+        .filter(|e| **e != seeded.name())
     {
         config.push_str(&format!("[ecosystems.{ecosystem}]\nenabled = false\n"));
     }
@@ -170,7 +200,10 @@ fn bench_config() -> String {
 }
 
 pub(crate) struct DaemonEnv {
+    pub ecosystem: SyntheticEcosystem,
     pub cargo_home: PathBuf,
+    /// npm's `cache` setting (the parent of `_cacache`), given to the daemon as `npm_config_cache`.
+    pub npm_cache: PathBuf,
     pub config_dir: PathBuf,
     pub data_dir: PathBuf,
     /// An empty HOME, so the daemon seeds the synthetic cache and none of the machine's own caches.
@@ -182,9 +215,11 @@ pub(crate) struct DaemonEnv {
 impl DaemonEnv {
     /// `cargo-home`, `config` and `data` under `work_dir`, and a config for the local network that marks the
     /// synthetic registry public.
-    pub fn create(work_dir: &Path) -> Result<DaemonEnv> {
+    pub fn create(work_dir: &Path, ecosystem: SyntheticEcosystem) -> Result<DaemonEnv> {
         let env = DaemonEnv {
+            ecosystem,
             cargo_home: work_dir.join("cargo-home"),
+            npm_cache: work_dir.join("npm-cache"),
             config_dir: work_dir.join("config"),
             data_dir: work_dir.join("data"),
             home: work_dir.join("home"),
@@ -193,8 +228,16 @@ impl DaemonEnv {
         std::fs::create_dir_all(&env.config_dir)?;
         std::fs::create_dir_all(&env.home)?;
         // System-wide caches (apt's archives, the system gem dir) live outside HOME: off, as in the tests.
-        std::fs::write(env.config_dir.join("config.toml"), bench_config())?;
+        std::fs::write(env.config_dir.join("config.toml"), bench_config(ecosystem))?;
         Ok(env)
+    }
+
+    /// Writes one artifact into the synthetic cache as its package manager would.
+    pub fn write_artifact(&self, name: &str, version: &str, bytes: &[u8]) -> Result<PathBuf> {
+        match self.ecosystem {
+            SyntheticEcosystem::Cargo => write_crate(&self.cargo_home, name, version, bytes),
+            SyntheticEcosystem::Npm => write_npm_tarball(&self.npm_cache, name, version, bytes),
+        }
     }
 
     /// Starts `pkgseed daemon` with its log in `daemon-<label>.log` (level: the bench's own `PKGSEED_LOG`, else
@@ -214,6 +257,7 @@ impl DaemonEnv {
                 "127.0.0.1:0",
             ])
             .env("CARGO_HOME", &self.cargo_home)
+            .env("npm_config_cache", &self.npm_cache)
             .env("HOME", &self.home)
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("XDG_DATA_HOME")
@@ -415,9 +459,61 @@ pub(crate) fn write_crate(
     Ok(path)
 }
 
-/// A cargo-like size mix scaled down to fit `total_bytes_budget`, so 100k artifacts fit on a laptop disk.
-fn generate_cargo_cache(
-    cargo_home: &Path,
+/// npm's cache entry for a tarball fetched from the synthetic registry, written as npm (cacache) writes it: the
+/// `index-v5` entry first here (npm writes the blob first; this order only keeps the daemon from waiting for the
+/// entry of a blob it sees before it), then the blob under `content-v2/sha512/<2>/<2>/<124 hex>`.
+pub(crate) fn write_npm_tarball(
+    npm_cache: &Path,
+    name: &str,
+    version: &str,
+    bytes: &[u8],
+) -> Result<PathBuf> {
+    use base64::Engine as _;
+    let cacache = npm_cache.join("_cacache");
+    let sha512 = sha2::Sha512::digest(bytes);
+    let integrity = format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha512)
+    );
+    let url = format!("{BENCH_NPM_REGISTRY}{name}/-/{name}-{version}.tgz");
+    let key = format!("make-fetch-happen:request-cache:{url}");
+    let entry = serde_json::json!({
+        "key": key,
+        "integrity": integrity,
+        "time": 1_764_000_000_000u64,
+        "size": bytes.len(),
+        "metadata": {"url": url, "reqHeaders": {}, "resHeaders": {"content-type": "application/octet-stream"}},
+    });
+    let bucket = hex_lower(&sha2::Sha256::digest(key.as_bytes()));
+    let bucket_path = cacache
+        .join("index-v5")
+        .join(&bucket[..2])
+        .join(&bucket[2..4])
+        .join(&bucket[4..]);
+    std::fs::create_dir_all(bucket_path.parent().context("bucket path")?)?;
+    std::fs::write(
+        &bucket_path,
+        pkgseed_sources::npm::bucket_line(&entry.to_string()),
+    )?;
+    let hex = hex_lower(&sha512);
+    let dir = cacache
+        .join("content-v2")
+        .join("sha512")
+        .join(&hex[..2])
+        .join(&hex[2..4]);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(&hex[4..]);
+    std::fs::create_dir_all(cacache.join("tmp"))?;
+    let tmp = cacache.join("tmp").join(&hex[..16]);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// A cargo-like size mix (also used for npm) scaled down to fit `total_bytes_budget`, so 100k artifacts fit on a
+/// laptop disk.
+fn generate_cache(
+    env: &DaemonEnv,
     options: &DaemonBenchOptions,
 ) -> Result<(Vec<(PathBuf, u64)>, u64)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
@@ -446,7 +542,7 @@ fn generate_cargo_cache(
     for (n, size) in sizes.into_iter().enumerate() {
         buffer.resize(size as usize, 0);
         rng.fill_bytes(&mut buffer);
-        let path = write_crate(cargo_home, &format!("bench-crate-{n}"), "0.1.0", &buffer)?;
+        let path = env.write_artifact(&format!("bench-pkg-{n}"), "0.1.0", &buffer)?;
         total += size;
         files.push((path, size));
     }

@@ -408,7 +408,7 @@ fn hex_lower(bytes: &[u8]) -> String {
 /// One daemon over a cache with the served artifact (and filler artifacts, so the fastest cap has enough to send
 /// for its whole window): serving vs a Helia node, then each cap, then pause latency.
 fn serving_caps_pause(tools: &JsTools, options: &NetBenchOptions, dir: &Path) -> Result<Vec<Row>> {
-    let env = DaemonEnv::create(dir)?;
+    let env = DaemonEnv::create(dir, bench_daemon::SyntheticEcosystem::Cargo)?;
     let served = random_file_bytes(options.seed ^ 0x5e7e, options.serve_bytes);
     let served_sha = hex_lower(&sha2::Sha256::digest(&served));
     let served_path = bench_daemon::write_crate(&env.cargo_home, "bench-served", "1.0.0", &served)?;
@@ -584,7 +584,7 @@ fn pause_latency(
 /// network of js-libp2p nodes connected to it and to each other, then `resume`: keys per minute that arrive as
 /// provider records at those nodes.
 fn announcing(tools: &JsTools, options: &NetBenchOptions, dir: &Path) -> Result<Vec<Row>> {
-    let env = DaemonEnv::create(dir)?;
+    let env = DaemonEnv::create(dir, bench_daemon::SyntheticEcosystem::Cargo)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed ^ 0xa11);
     let mut buffer = Vec::new();
     for n in 0..options.announce_artifacts {

@@ -135,6 +135,10 @@ enum Command {
         /// Total size of the daemon's synthetic cache; artifact sizes are scaled down to fit.
         #[arg(long, default_value_t = 2_000_000_000)]
         daemon_total_bytes: u64,
+        /// The daemon rows' synthetic cache: `cargo` (`.crate` files and cargo's index cache) or `npm` (npm's
+        /// `_cacache`: content blobs named by their sha512 and the `index-v5` entries naming their tarball URLs).
+        #[arg(long, default_value = "cargo")]
+        daemon_ecosystem: bench_daemon::SyntheticEcosystem,
         /// How long the idle measurement lasts.
         #[arg(long, default_value_t = 60)]
         idle_seconds: u64,
@@ -397,6 +401,7 @@ async fn run(cli: Cli) -> Result<()> {
             in_process_artifacts,
             no_daemon,
             daemon_total_bytes,
+            daemon_ecosystem,
             idle_seconds,
             no_net,
             js_dir,
@@ -416,6 +421,7 @@ async fn run(cli: Cli) -> Result<()> {
                 work_dir,
                 daemon: !no_daemon,
                 daemon_total_bytes,
+                daemon_ecosystem,
                 idle_seconds,
                 net: (!no_net).then_some(bench_net::NetBenchOptions {
                     js_dir,
