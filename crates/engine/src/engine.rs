@@ -265,7 +265,7 @@ impl Engine {
                 }
             }
         }
-        let _ = shared.work.send(Work::Scan);
+        // The first scan is started by the watcher once the roots are watched (crate::watcher::run).
         Ok(Engine {
             shared,
             stop: Arc::new(Mutex::new(Some(stop_tx))),

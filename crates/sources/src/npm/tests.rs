@@ -363,10 +363,9 @@ fn unindexed_deleted_empty_and_temp_files_are_not_seeded() {
     cache.insert(&key, Some(&sri(bytes)));
     assert!(source.describe(&path).is_ok());
     cache.insert(&key, None);
-    // A changed bucket is re-read at once when the entry is found stale? The view refreshes on the next lookup
-    // after REFRESH_EVERY; force it by using a fresh source.
+    // The same source sees the deletion at once: a lookup reads the buckets it names again.
     assert!(matches!(
-        cache.source(policy()).describe(&path),
+        source.describe(&path),
         Err(NotAnArtifact::NoChecksum(_))
     ));
     // Zero-length content (cannot be a real blob: its name would be the sha512 of nothing).
@@ -782,4 +781,59 @@ fn scope_wildcards_are_recognised_and_malformed_ones_refused() {
             .expect_err(bad);
         assert!(err.contains("@*"), "{bad}: {err}");
     }
+}
+
+/// The view keeps only which bucket names which content (as cacache names buckets: 32 bytes each), every lookup
+/// reads the named buckets again, and a blob whose entry arrives after the view was built is found by the walk
+/// that a miss starts, which reads only the buckets changed since the last walk.
+#[test]
+fn the_index_view_is_compact_and_finds_entries_added_later() {
+    let cache = Cache::new();
+    let mut blobs = Vec::new();
+    for n in 0..40 {
+        let bytes = format!("tarball {n}").into_bytes();
+        let path = cache.put_content(&bytes);
+        let key = url_key(&format!("https://registry.test/p{n}/-/p{n}-1.0.0.tgz"));
+        cache.insert(&key, Some(&sri(&bytes)));
+        blobs.push((path, format!("p{n}")));
+    }
+    // Written an hour ago, as far as a later walk can tell.
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for n in 0..40 {
+        let key = url_key(&format!("https://registry.test/p{n}/-/p{n}-1.0.0.tgz"));
+        fs::File::options()
+            .write(true)
+            .open(cache.bucket(&key))
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+    }
+    // A stray file in the index is read like a bucket and names nothing.
+    fs::write(cache.cacache().join("index-v5/stray"), b"not a bucket").unwrap();
+    let source = cache.source(policy());
+    for (path, name) in &blobs {
+        assert_eq!(&source.describe(path).unwrap().name, name);
+    }
+    {
+        let view = source.index.lock().unwrap();
+        assert_eq!(view.by_content.len(), 40);
+        assert_eq!(view.buckets.len(), 40);
+        assert!(view
+            .buckets
+            .iter()
+            .all(|bucket| matches!(bucket, BucketName::Hashed(_))));
+    }
+    // Added after the view was built, with an old mtime for its blob (no wait): the miss walks index-v5 again.
+    let bytes = b"a later tarball";
+    let late = cache.put_content(bytes);
+    let key = url_key("https://registry.test/later/-/later-2.0.0.tgz");
+    cache.insert(&key, Some(&sri(bytes)));
+    std::thread::sleep(REFRESH_EVERY);
+    assert_eq!(source.describe(&late).unwrap().name, "later");
+    let view = source.index.lock().unwrap();
+    assert_eq!(
+        view.by_content.len(),
+        41,
+        "the second walk read only the new bucket"
+    );
 }
