@@ -22,6 +22,10 @@ use crate::engine::{Shared, Work};
 /// How long a path must be quiet before it is indexed. Cargo writes a crate in a burst of writes; 150 ms of
 /// silence is long after the last write of a burst and keeps "written → served" well under a second.
 const QUIET_MS: u64 = 150;
+/// Before the first scan, queued events are dropped until none has come for this long ([`drain_until_quiet`]).
+const DRAIN_QUIET_MS: u64 = 200;
+/// ... or for at most this long.
+const DRAIN_MAX_MS: u64 = 5_000;
 /// A missing root is also looked for this often (its ancestor watch normally reports it at once); no work at all
 /// while every root is watched.
 const MISSING_ROOT_RETRY_SECS: u64 = 30;
@@ -252,11 +256,13 @@ fn next_component(ancestor: &Path, root: &Path) -> PathBuf {
 }
 
 /// Watches the sources' roots and turns file events into work. It also starts the engine's first scan, once the
-/// roots are watched: a file written meanwhile is then seen by the scan or by its event, and the watcher's thread,
-/// no longer busy placing a watch on every directory of a large cache (≈ 130k in an npm cache), keeps up with the
-/// events the scan's own reads cause (notify puts `IN_OPEN` in its kernel mask), so they cannot overflow the kernel
-/// queue and force a needless full rescan (seen at 100k npm artifacts: a second scan of 26 s CPU right after the
-/// first).
+/// roots are watched and the events that placing the watches caused are drained: a file written meanwhile is seen
+/// by the scan or by its event. notify walks a recursive root to watch every directory (≈ 130k in a 100k-tarball
+/// npm cache, seconds) and, with `IN_OPEN` in its kernel mask, each directory it opens queues an event that its
+/// busy thread does not read: the kernel queue (16384 events) overflows. The scan that follows covers whatever was
+/// lost, so that overflow is dropped instead of forcing a second full scan (seen at 100k npm artifacts: 26 s of
+/// CPU right after the first scan). The scan starting after the watches also keeps its own opens from piling up
+/// behind notify's walk.
 pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
     let (event_tx, mut event_rx) = mpsc::unbounded_channel::<Seen>();
     let watcher = match start_watcher(event_tx) {
@@ -280,6 +286,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
     };
     watches.set_roots(roots_of(&shared));
     publish_fallback(&shared, &watches);
+    drain_until_quiet(&mut event_rx).await;
     let _ = shared.work.send(Work::Scan);
 
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
@@ -358,6 +365,28 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
             let _ = shared.work.send(Work::Scan);
             rescan_at = now + Duration::from_secs(UNWATCHABLE_RESCAN_SECS);
         }
+    }
+}
+
+/// Drops the events already queued, until none has come for [`DRAIN_QUIET_MS`] (at most [`DRAIN_MAX_MS`]): what
+/// placing the watches caused, before a scan that covers it.
+async fn drain_until_quiet(event_rx: &mut mpsc::UnboundedReceiver<Seen>) {
+    let started = Instant::now();
+    let mut dropped = 0u64;
+    let mut overflowed = false;
+    while started.elapsed() < Duration::from_millis(DRAIN_MAX_MS) {
+        match tokio::time::timeout(Duration::from_millis(DRAIN_QUIET_MS), event_rx.recv()).await {
+            Ok(Some(Seen::Overflow)) => overflowed = true,
+            Ok(Some(Seen::Event(..))) => dropped += 1,
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if dropped > 0 || overflowed {
+        tracing::debug!(
+            dropped,
+            overflowed,
+            "events from placing the watches dropped; the first scan covers them"
+        );
     }
 }
 
