@@ -258,12 +258,10 @@ impl NpmSource {
         found
     }
 
-    /// The index entries referring to the content `hex`: the buckets the view names for it, read now; on a miss the
-    /// view takes in new buckets first (for a young blob, waiting briefly for its entry to be appended).
-    fn entries_for(&self, hex: &str, blob_mtime: Option<SystemTime>) -> Vec<CacacheEntry> {
-        let Ok(digest) = hex::decode(hex) else {
-            return Vec::new();
-        };
+    /// The index entries referring to the content whose sha512 is `digest`: the buckets the view names for it, read
+    /// now; on a miss the view takes in new buckets first (for a young blob, waiting briefly for its entry to be
+    /// appended).
+    fn entries_for(&self, digest: &[u8], blob_mtime: Option<SystemTime>) -> Vec<CacacheEntry> {
         let young = blob_mtime
             .and_then(|m| SystemTime::now().duration_since(m).ok())
             .is_some_and(|age| age < YOUNG_BLOB);
@@ -275,14 +273,14 @@ impl NpmSource {
                 if view.refreshed.is_none() {
                     self.refresh(&mut view);
                 }
-                let found = self.entries_in_view(&view, &digest);
+                let found = self.entries_in_view(&view, digest);
                 if !found.is_empty() {
                     return found;
                 }
                 let due = view.refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY);
                 if due || !first {
                     self.refresh(&mut view);
-                    let found = self.entries_in_view(&view, &digest);
+                    let found = self.entries_in_view(&view, digest);
                     if !found.is_empty() {
                         return found;
                     }
@@ -404,16 +402,11 @@ impl CacheSource for NpmSource {
     /// while its line was still missing (longer than the short wait in `describe`) is looked at again when the
     /// line lands. Only tarball entries whose blob exists are returned (not packuments).
     fn artifacts_for_sidecar(&self, path: &Path) -> Vec<PathBuf> {
-        if path.strip_prefix(self.cacache.join("index-v5")).is_err() {
+        if path.strip_prefix(self.index_dir()).is_err() {
             return Vec::new();
         }
-        let readable = fs::symlink_metadata(path)
-            .is_ok_and(|m| m.file_type().is_file() && m.len() <= MAX_BUCKET_BYTES);
-        let Some(bytes) = readable.then(|| fs::read(path).ok()).flatten() else {
-            return Vec::new();
-        };
         let mut blobs: Vec<PathBuf> = Vec::new();
-        for entry in parse_index_bucket(&bytes) {
+        for entry in Self::read_bucket(path) {
             let tarball = entry
                 .key
                 .strip_prefix(REQUEST_CACHE)
@@ -440,7 +433,7 @@ impl CacheSource for NpmSource {
         let hex = self.content_hex(path).ok_or(NotAnArtifact::NotCandidate)?;
         let meta = crate::sidefile::check_artifact_file(&self.cacache, path)?;
         let digest = hex::decode(&hex).map_err(|_| NotAnArtifact::NotCandidate)?;
-        let entries = self.entries_for(&hex, meta.modified().ok());
+        let entries = self.entries_for(&digest, meta.modified().ok());
         if entries.is_empty() {
             return Err(NotAnArtifact::NoChecksum(format!(
                 "{} (no npm index entry refers to it)",
