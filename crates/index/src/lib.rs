@@ -6,8 +6,9 @@
 //! - `artifact_records`: artifact id → [`ArtifactRecord`] in the compact binary encoding of `record.rs`, keyed by
 //!   a bijective mix of the id ([`ScatteredId`]) so that leaves fill to ≈ 70 % rather than 50 %. Schema 5 writes
 //!   format 6: LEB128 integers, a checksum CID equal to the root and a registry digest equal to the checksum CID's
-//!   stored by reference, the ecosystem and profile as one-byte codes, and the path's copies of the name, version
-//!   and origin as one-byte references; formats 2 to 5 and schema 1's JSON are still read. (Schema 4 and older:
+//!   stored by reference, the ecosystem, profile and checksum algorithm as one-byte codes, and the path's copies of
+//!   the name, version, origin and checksum digest as references; formats 2 to 5 and schema 1's JSON are still
+//!   read. (Schema 4 and older:
 //!   table `artifacts`, keyed by the id itself; moved here on open.)
 //! - `path_ids`: 64-bit hash of the path bytes (SHA-256, first 8 bytes) → artifact ids at paths with that hash (one
 //!   unless two paths collide; the record's path decides). The path itself is stored once, in the record. Schema 3
@@ -184,8 +185,8 @@ pub enum BlockReadError {
 }
 
 /// The schema this build writes and understands. Schema 5 keys the artifact table by [`ScatteredId`] (table
-/// `artifact_records`) and writes record format 6 (ecosystem and profile as codes, the path referring to the name,
-/// version and origin it contains); schema 4 (smaller on disk) hashed the path table's keys, wrote record format 4,
+/// `artifact_records`) and writes record format 6 (ecosystem, profile and checksum algorithm as codes, the path
+/// referring to the name, version, origin and checksum digest it contains); schema 4 (smaller on disk) hashed the path table's keys, wrote record format 4,
 /// and left out the block rows its records already name; schema 3 added records whose artifact is a byte range of
 /// its file (record format 3); schema 2 (binary records, all whole files) and schema 1 (JSON records) are read too.
 /// An older index is marked 5 on open, in one transaction with its upgrade: its `artifacts` table moved into
@@ -245,15 +246,18 @@ impl ScatteredId {
     /// The inverse of [`ScatteredId::mix`], step by step in reverse.
     const fn unmix(key: u64) -> u64 {
         let mut x = key ^ (key >> 32);
-        x = x.wrapping_mul(modular_inverse(MIX_MULTIPLIER_2));
+        x = x.wrapping_mul(MIX_INVERSE_2);
         x ^= (x >> 29) ^ (x >> 58);
-        x = x.wrapping_mul(modular_inverse(MIX_MULTIPLIER_1));
+        x = x.wrapping_mul(MIX_INVERSE_1);
         x ^ (x >> 32)
     }
 }
 
 const MIX_MULTIPLIER_1: u64 = 0xbf58_476d_1ce4_e5b9;
 const MIX_MULTIPLIER_2: u64 = 0x94d0_49bb_1331_11eb;
+/// Their inverses modulo 2^64, computed once, at build time.
+const MIX_INVERSE_1: u64 = modular_inverse(MIX_MULTIPLIER_1);
+const MIX_INVERSE_2: u64 = modular_inverse(MIX_MULTIPLIER_2);
 
 /// The inverse of an odd number modulo 2^64 (Newton's iteration doubles the correct low bits each round).
 const fn modular_inverse(odd: u64) -> u64 {
