@@ -186,9 +186,10 @@ pub enum BlockReadError {
 
 /// The schema this build writes and understands. Schema 5 keys the artifact table by [`ScatteredId`] (table
 /// `artifact_records`) and writes record format 6 (ecosystem, profile and checksum algorithm as codes, the path
-/// referring to the name, version, origin and checksum digest it contains); schema 4 (smaller on disk) hashed the path table's keys, wrote record format 4,
-/// and left out the block rows its records already name; schema 3 added records whose artifact is a byte range of
-/// its file (record format 3); schema 2 (binary records, all whole files) and schema 1 (JSON records) are read too.
+/// referring to the name, version, origin and checksum digest it contains); schema 4 (smaller on disk) hashed the
+/// path table's keys, wrote record format 4, and left out the block rows its records already name; schema 3 added
+/// records whose artifact is a byte range of its file (record format 3); schema 2 (binary records, all whole files)
+/// and schema 1 (JSON records) are read too.
 /// An older index is marked 5 on open, in one transaction with its upgrade: its `artifacts` table moved into
 /// `artifact_records` (each record re-encoded) and its `paths` table moved to `path_ids`; its block rows stay as
 /// they are and are read as written. An older build refuses the file instead of misreading it.
