@@ -1,8 +1,8 @@
 //! The daemon rows of `pkgseed bench`: a synthetic cargo cache (real layout: `.crate` files plus cargo's binary
 //! index cache with their checksums) or npm cache (real `_cacache` layout: content blobs named by their sha512 plus
 //! the `index-v5` entries naming each blob's tarball URL) is seeded by a real `pkgseed daemon --network local` child
-//! process, and the bench measures the first scan (wall, CPU, peak RSS), a restart to serving (and that nothing is rehashed), the
-//! latency from a new artifact written into the watched cache to served, and the idle CPU and RSS.
+//! process, and the bench measures the first scan (wall, CPU, peak RSS), a restart to serving (and that nothing is
+//! rehashed), the latency from a new artifact written into the watched cache to served, and the idle CPU and RSS.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
