@@ -49,10 +49,10 @@ const REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// A walk after the first reads the buckets modified since the previous walk began, less this margin (file times
 /// are coarser than the clock).
 const WALK_MARGIN: Duration = Duration::from_secs(2);
-/// cacache moves a blob into place just before it appends the index entry: for a blob this young with no entry
-/// yet, wait this long for the entry.
+/// cacache moves a blob into place just before it appends the index entry. A blob this young with no entry yet is
+/// not worth a walk of `index-v5`: the watcher sees the entry's bucket written, and `artifacts_for_sidecar` takes
+/// it into the view and has the blob looked at again.
 const YOUNG_BLOB: Duration = Duration::from_secs(10);
-const ENTRY_WAIT: Duration = Duration::from_secs(2);
 
 /// The npm cache (`<cache>/_cacache`).
 pub struct NpmSource {
@@ -64,8 +64,9 @@ pub struct NpmSource {
 /// Which bucket files of `index-v5` name which content, and nothing more: the buckets a lookup needs are read again
 /// at that lookup, so what it returns is what the files say now. ≈ 56 bytes per entry (≈ 5.6 MB at 100k tarballs;
 /// keeping every parsed entry, twice, took ≈ 2.5 KB each: 284 MB idle at 100k). Built by reading every bucket at
-/// the first lookup; a lookup that misses walks `index-v5` again and reads only the buckets changed since the last
-/// walk.
+/// the first lookup; then a bucket the watcher sees written is taken in at once (`artifacts_for_sidecar`), and a
+/// lookup for an older blob that misses walks `index-v5` again, reading only the buckets changed since the last
+/// walk. A bucket already in the view is not added twice.
 #[derive(Default)]
 struct IndexView {
     /// (the first 8 bytes of a content's sha512, the bucket naming it: an index into `buckets`), sorted.
@@ -79,6 +80,7 @@ struct IndexView {
 
 /// A bucket file: cacache names it by the sha256 of its key, `index-v5/<2>/<2>/<60 hex>`, kept as the 32 bytes;
 /// any other name is kept as its path.
+#[derive(PartialEq, Eq)]
 enum BucketName {
     Hashed([u8; 32]),
     Other(Box<Path>),
@@ -188,6 +190,7 @@ impl NpmSource {
                 .unwrap_or(SystemTime::UNIX_EPOCH)
         });
         let began = SystemTime::now();
+        let sorted_len = view.by_content.len();
         let mut stack = vec![self.index_dir()];
         while let Some(dir) = stack.pop() {
             let Ok(entries) = fs::read_dir(&dir) else {
@@ -211,26 +214,62 @@ impl NpmSource {
                     }
                 }
                 let path = entry.path();
-                let digests: Vec<u64> = Self::read_bucket(&path)
-                    .iter()
-                    .filter_map(|e| parse_sri_sha512(&e.integrity))
-                    .map(|digest| digest_prefix(&digest))
-                    .collect();
-                if digests.is_empty() {
-                    continue;
-                }
-                let Ok(bucket) = u32::try_from(view.buckets.len()) else {
-                    continue;
-                };
-                view.buckets.push(self.bucket_name(&path));
-                view.by_content
-                    .extend(digests.into_iter().map(|prefix| (prefix, bucket)));
+                self.add_bucket(view, sorted_len, &path, &Self::read_bucket(&path));
             }
         }
         view.by_content.sort_unstable();
-        view.by_content.dedup();
         view.walked_at = Some(began);
         view.refreshed = Some(Instant::now());
+    }
+
+    /// Adds to the view the contents that the bucket at `path` (whose live entries are `entries`) names and the view
+    /// does not yet tie to it. `by_content[..sorted_len]` is sorted; the pairs added are appended (the caller sorts).
+    fn add_bucket(
+        &self,
+        view: &mut IndexView,
+        sorted_len: usize,
+        path: &Path,
+        entries: &[CacacheEntry],
+    ) {
+        let mut prefixes: Vec<u64> = entries
+            .iter()
+            .filter_map(|e| parse_sri_sha512(&e.integrity))
+            .map(|digest| digest_prefix(&digest))
+            .collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        if prefixes.is_empty() {
+            return;
+        }
+        let name = self.bucket_name(path);
+        let sorted = &view.by_content[..sorted_len];
+        let mut known: Option<u32> = None;
+        prefixes.retain(|&prefix| {
+            let first = sorted.partition_point(|(p, _)| *p < prefix);
+            let tied = sorted[first..]
+                .iter()
+                .take_while(|(p, _)| *p == prefix)
+                .find(|(_, bucket)| view.buckets[*bucket as usize] == name);
+            if let Some(&(_, bucket)) = tied {
+                known = Some(bucket);
+            }
+            tied.is_none()
+        });
+        if prefixes.is_empty() {
+            return;
+        }
+        let bucket = match known {
+            Some(bucket) => bucket,
+            None => {
+                let Ok(bucket) = u32::try_from(view.buckets.len()) else {
+                    return;
+                };
+                view.buckets.push(name);
+                bucket
+            }
+        };
+        view.by_content
+            .extend(prefixes.into_iter().map(|prefix| (prefix, bucket)));
     }
 
     /// The live entries, in the buckets the view names for `digest`, whose integrity is `digest`.
@@ -259,39 +298,23 @@ impl NpmSource {
     }
 
     /// The index entries referring to the content whose sha512 is `digest`: the buckets the view names for it, read
-    /// now; on a miss the view takes in new buckets first (for a young blob, waiting briefly for its entry to be
-    /// appended).
+    /// now. On a miss for a blob older than [`YOUNG_BLOB`] the view first takes in the buckets changed since the
+    /// last walk (at most every [`REFRESH_EVERY`]); a young blob's entry comes with its bucket's event instead.
     fn entries_for(&self, digest: &[u8], blob_mtime: Option<SystemTime>) -> Vec<CacacheEntry> {
         let young = blob_mtime
             .and_then(|m| SystemTime::now().duration_since(m).ok())
             .is_some_and(|age| age < YOUNG_BLOB);
-        let deadline = Instant::now() + if young { ENTRY_WAIT } else { Duration::ZERO };
-        let mut first = true;
-        loop {
-            {
-                let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
-                if view.refreshed.is_none() {
-                    self.refresh(&mut view);
-                }
-                let found = self.entries_in_view(&view, digest);
-                if !found.is_empty() {
-                    return found;
-                }
-                let due = view.refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY);
-                if due || !first {
-                    self.refresh(&mut view);
-                    let found = self.entries_in_view(&view, digest);
-                    if !found.is_empty() {
-                        return found;
-                    }
-                }
-            }
-            first = false;
-            if Instant::now() >= deadline {
-                return Vec::new();
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        if view.refreshed.is_none() {
+            self.refresh(&mut view);
         }
+        let found = self.entries_in_view(&view, digest);
+        let due = view.refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY);
+        if !found.is_empty() || young || !due {
+            return found;
+        }
+        self.refresh(&mut view);
+        self.entries_in_view(&view, digest)
     }
 }
 
@@ -399,14 +422,21 @@ impl CacheSource for NpmSource {
     }
 
     /// An index bucket: cacache moves the blob into place BEFORE it appends the index line, so a blob described
-    /// while its line was still missing (longer than the short wait in `describe`) is looked at again when the
-    /// line lands. Only tarball entries whose blob exists are returned (not packuments).
+    /// while its line was still missing is looked at again when the line lands; the view takes the bucket in first
+    /// (whether or not its blobs exist yet). Only tarball entries whose blob exists are returned (not packuments).
     fn artifacts_for_sidecar(&self, path: &Path) -> Vec<PathBuf> {
         if path.strip_prefix(self.index_dir()).is_err() {
             return Vec::new();
         }
+        let entries = Self::read_bucket(path);
+        {
+            let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let sorted_len = view.by_content.len();
+            self.add_bucket(&mut view, sorted_len, path, &entries);
+            view.by_content.sort_unstable();
+        }
         let mut blobs: Vec<PathBuf> = Vec::new();
-        for entry in Self::read_bucket(path) {
+        for entry in entries {
             let tarball = entry
                 .key
                 .strip_prefix(REQUEST_CACHE)
