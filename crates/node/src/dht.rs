@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
+use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,6 +37,11 @@ const MAX_RECORDS: usize = 16_384;
 pub const MAX_INFLIGHT_PROVIDES: usize = 32;
 /// Keys handed to Kademlia per tick at most.
 const BATCH: usize = 64;
+/// Keys handed over per tick while no DHT peer is known: they only become local records (no query runs), so the
+/// queue is emptied in a few ticks instead of at the query rate (at 32 per tick, 200k keys took 26 minutes and
+/// held the queue's memory meanwhile). Kademlia still starts at most `MAX_INFLIGHT_PROVIDES` queries should a
+/// peer arrive during the batch.
+const HELD_BATCH: usize = 16_384;
 const TICK: Duration = Duration::from_millis(250);
 /// Due keys are collected at most this often (keys restored after a restart fall due one by one).
 const SWEEP_GAP: Duration = Duration::from_secs(60);
@@ -68,10 +74,44 @@ pub struct DhtShared {
 #[derive(Default)]
 pub struct AnnounceState {
     pub queue: VecDeque<ProvideKey>,
-    pub queued: HashSet<ProvideKey>,
+    /// What is in `queue`, as keyed 64-bit hashes of the keys (8 bytes where a second copy of each key took 40, and
+    /// 80 more on the heap for a sha2-512 one). Two queued keys whose hashes collide (odds ≈ n²/2⁶⁵, and the key of
+    /// the hash is random per run) would queue only the first: the second is announced at its next re-announce.
+    pub queued: QueuedSet,
     /// Keys currently provided, with when each is due again: our provider records are these keys
     /// (`crate::provider_store`).
     pub provided: Schedule,
+}
+
+/// The set behind [`AnnounceState::queued`].
+#[derive(Default)]
+pub struct QueuedSet {
+    hasher: RandomState,
+    hashes: HashSet<u64>,
+}
+
+impl QueuedSet {
+    /// `false` when `key` is queued already.
+    pub fn insert(&mut self, key: &ProvideKey) -> bool {
+        self.hashes.insert(self.hasher.hash_one(key))
+    }
+
+    pub fn remove(&mut self, key: &ProvideKey) -> bool {
+        self.hashes.remove(&self.hasher.hash_one(key))
+    }
+
+    pub fn contains(&self, key: &ProvideKey) -> bool {
+        self.hashes.contains(&self.hasher.hash_one(key))
+    }
+
+    #[cfg(test)]
+    pub fn clear(&mut self) {
+        self.hashes.clear();
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.hashes.shrink_to_fit();
+    }
 }
 
 impl DhtShared {
@@ -135,7 +175,7 @@ impl DhtShared {
     pub fn enqueue(&self, keys: Vec<ProvideKey>) {
         let mut st = self.state.lock().unwrap();
         for key in keys {
-            if st.queued.insert(key.clone()) {
+            if st.queued.insert(&key) {
                 st.queue.push_back(key);
             }
         }
@@ -219,7 +259,16 @@ impl DhtBehaviour {
                 // Offline, or no DHT peer known yet: only the local records (they answer peers that ask us); the
                 // network part waits until a peer enters the routing table (`RoutingUpdated`).
                 let without_peers = self.routing_table_is_empty();
-                for key in keys {
+                let mut keys = keys.into_iter();
+                while let Some(key) = keys.next() {
+                    if !without_peers
+                        && self.shared.inflight.load(Ordering::SeqCst) >= MAX_INFLIGHT_PROVIDES
+                    {
+                        // A batch sent while no peer was known, and one arrived: the rest waits its turn.
+                        self.shared
+                            .enqueue(std::iter::once(key).chain(keys).collect());
+                        break;
+                    }
                     {
                         let mut st = self.shared.state.lock().unwrap();
                         if st.provided.len() >= MAX_PROVIDED_KEYS && !st.provided.contains(&key) {
@@ -543,9 +592,13 @@ pub async fn announcer(
                 shared.enqueue(due);
             }
         }
-        let room = MAX_INFLIGHT_PROVIDES
-            .saturating_sub(shared.inflight.load(Ordering::SeqCst))
-            .min(BATCH);
+        let room = if shared.waiting_for_peers.load(Ordering::SeqCst) {
+            HELD_BATCH
+        } else {
+            MAX_INFLIGHT_PROVIDES
+                .saturating_sub(shared.inflight.load(Ordering::SeqCst))
+                .min(BATCH)
+        };
         if room == 0 {
             continue;
         }
@@ -654,6 +707,71 @@ mod tests {
             .provided
             .take_without_peers()
             .is_empty());
+    }
+
+    fn numbered_keys(count: u32) -> Vec<ProvideKey> {
+        (0..count)
+            .map(|n| {
+                let mut digest = [0u8; 32];
+                digest[..4].copy_from_slice(&n.to_be_bytes());
+                ProvideKey::Sha256(digest)
+            })
+            .collect()
+    }
+
+    /// With peers, a batch never starts more than MAX_INFLIGHT_PROVIDES queries (a large batch sent while no peer
+    /// was known, say): the rest goes back to the queue.
+    #[tokio::test]
+    async fn a_batch_starts_at_most_the_inflight_limit_of_queries_and_requeues_the_rest() {
+        let (mut dht, shared) = behaviour(false);
+        let keys = numbered_keys(100);
+        dht.on_command(DhtCommand::Provide(keys.clone()));
+        assert_eq!(dht.provide_queries.len(), MAX_INFLIGHT_PROVIDES);
+        assert_eq!(
+            shared.inflight.load(Ordering::SeqCst),
+            MAX_INFLIGHT_PROVIDES
+        );
+        let requeued = queued(&shared);
+        assert_eq!(requeued.len(), 100 - MAX_INFLIGHT_PROVIDES);
+        assert!(keys[MAX_INFLIGHT_PROVIDES..]
+            .iter()
+            .all(|key| requeued.contains(key)));
+    }
+
+    /// While no DHT peer is known the announcer empties the queue in large batches (they only become local
+    /// records), not at the query rate; and the queue dedupes what is queued twice.
+    #[tokio::test]
+    async fn without_peers_the_announcer_hands_the_queue_over_in_large_batches() {
+        let shared = Arc::new(DhtShared::default());
+        shared.waiting_for_peers.store(true, Ordering::SeqCst);
+        let keys = numbered_keys(20_000);
+        shared.enqueue(keys.clone());
+        shared.enqueue(keys[..10].to_vec());
+        assert_eq!(shared.state.lock().unwrap().queue.len(), 20_000);
+        let (tx, mut rx) = mpsc::unbounded();
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(announcer(
+            shared.clone(),
+            tx,
+            Arc::new(AtomicBool::new(false)),
+            shutdown,
+        ));
+        let mut sizes = Vec::new();
+        while sizes.iter().sum::<usize>() < 20_000 {
+            let next = tokio::time::timeout(Duration::from_secs(5), rx.next()).await;
+            match next {
+                Ok(Some(DhtCommand::Provide(batch))) => sizes.push(batch.len()),
+                other => panic!("expected a batch, got {:?}", other.is_ok()),
+            }
+        }
+        assert_eq!(sizes, vec![HELD_BATCH, 20_000 - HELD_BATCH]);
+        let queue = {
+            let st = shared.state.lock().unwrap();
+            (st.queue.len(), st.queue.capacity())
+        };
+        assert_eq!(queue, (0, 0), "emptied, and its capacity given back");
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 
     #[tokio::test]
