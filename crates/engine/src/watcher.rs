@@ -282,7 +282,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
     };
     let mut watches = RootWatches::new(watcher);
     let roots_of = |shared: &Shared| -> Vec<PathBuf> {
-        shared.sources().iter().flat_map(|s| s.roots()).collect()
+        shared
+            .sources()
+            .iter()
+            .flat_map(|s| s.watch_roots())
+            .collect()
     };
     watches.set_roots(roots_of(&shared));
     publish_fallback(&shared, &watches);

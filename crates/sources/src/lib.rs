@@ -294,8 +294,16 @@ pub fn detect_unseedable_caches(env: &SourceEnv) -> Vec<UnseedableCache> {
 /// One package manager's cache layout.
 pub trait CacheSource: Send + Sync {
     fn ecosystem(&self) -> &'static str;
-    /// Directories to scan and watch.
+    /// Directories to scan (and, unless [`CacheSource::watch_roots`] says otherwise, to watch).
     fn roots(&self) -> Vec<PathBuf>;
+    /// Directories to watch, recursively: every directory under them costs an inotify watch (kernel memory, the
+    /// user's `max_user_watches`) and a path in notify's tables. A source narrows this to a part of its roots when
+    /// the events there tell it everything it needs ([`CacheSource::artifacts_for_sidecar`] names the artifacts an
+    /// event concerns); what is not watched is still scanned, and a block read that finds its file gone withdraws
+    /// it. Default: the roots.
+    fn watch_roots(&self) -> Vec<PathBuf> {
+        self.roots()
+    }
     /// Cheap path test, called for every filesystem event.
     fn is_candidate(&self, path: &Path) -> bool;
     /// Blocking: reads metadata files next to the artifact. Does not hash the artifact itself.

@@ -26,7 +26,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use cacache::{bucket_line, parse_index_bucket, CacacheEntry};
+pub use cacache::{bucket_line, every_bucket_entry, parse_index_bucket, CacacheEntry};
 pub use registry::{
     detect_default_registries, normalize_registry, parse_npmrc, parse_sri_sha512,
     parse_tarball_url, scope_wildcard_for, scope_wildcard_registry, RegistryPolicy, TarballUrl,
@@ -49,11 +49,6 @@ const REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// A walk after the first reads the buckets modified since the previous walk began, less this margin (file times
 /// are coarser than the clock).
 const WALK_MARGIN: Duration = Duration::from_secs(2);
-/// cacache moves a blob into place just before it appends the index entry. A blob this young with no entry yet is
-/// not worth a walk of `index-v5`: the watcher sees the entry's bucket written, and `artifacts_for_sidecar` takes
-/// it into the view and has the blob looked at again.
-const YOUNG_BLOB: Duration = Duration::from_secs(10);
-
 /// The npm cache (`<cache>/_cacache`).
 pub struct NpmSource {
     cacache: PathBuf,
@@ -65,8 +60,8 @@ pub struct NpmSource {
 /// at that lookup, so what it returns is what the files say now. ≈ 56 bytes per entry (≈ 5.6 MB at 100k tarballs;
 /// keeping every parsed entry, twice, took ≈ 2.5 KB each: 284 MB idle at 100k). Built by reading every bucket at
 /// the first lookup; then a bucket the watcher sees written is taken in at once (`artifacts_for_sidecar`), and a
-/// lookup for an older blob that misses walks `index-v5` again, reading only the buckets changed since the last
-/// walk. A bucket already in the view is not added twice.
+/// lookup that misses walks `index-v5` again (at most every [`REFRESH_EVERY`]), reading only the buckets changed
+/// since the last walk. A bucket already in the view is not added twice.
 #[derive(Default)]
 struct IndexView {
     /// (the first 8 bytes of a content's sha512, the bucket naming it: an index into `buckets`), sorted.
@@ -172,11 +167,14 @@ impl NpmSource {
 
     /// The live entries of the bucket at `path` (none when it is gone, unreadable or too large).
     fn read_bucket(path: &Path) -> Vec<CacacheEntry> {
+        parse_index_bucket(&Self::bucket_bytes(path))
+    }
+
+    /// The bucket file at `path` (empty when it is gone, unreadable or too large).
+    fn bucket_bytes(path: &Path) -> Vec<u8> {
         match fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_file() && meta.len() <= MAX_BUCKET_BYTES => {
-                fs::read(path)
-                    .map(|bytes| parse_index_bucket(&bytes))
-                    .unwrap_or_default()
+                fs::read(path).unwrap_or_default()
             }
             _ => Vec::new(),
         }
@@ -298,19 +296,17 @@ impl NpmSource {
     }
 
     /// The index entries referring to the content whose sha512 is `digest`: the buckets the view names for it, read
-    /// now. On a miss for a blob older than [`YOUNG_BLOB`] the view first takes in the buckets changed since the
-    /// last walk (at most every [`REFRESH_EVERY`]); a young blob's entry comes with its bucket's event instead.
-    fn entries_for(&self, digest: &[u8], blob_mtime: Option<SystemTime>) -> Vec<CacacheEntry> {
-        let young = blob_mtime
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .is_some_and(|age| age < YOUNG_BLOB);
+    /// now. On a miss the view first takes in the buckets changed since the last walk, at most every
+    /// [`REFRESH_EVERY`]. A new tarball does not wait for that: its bucket's event puts it in the view first
+    /// (`artifacts_for_sidecar`); a walk is for what no event told (a scan after lost events, a new dir).
+    fn entries_for(&self, digest: &[u8]) -> Vec<CacacheEntry> {
         let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
         if view.refreshed.is_none() {
             self.refresh(&mut view);
         }
         let found = self.entries_in_view(&view, digest);
         let due = view.refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY);
-        if !found.is_empty() || young || !due {
+        if !found.is_empty() || !due {
             return found;
         }
         self.refresh(&mut view);
@@ -421,22 +417,33 @@ impl CacheSource for NpmSource {
         self.content_hex(path).is_some()
     }
 
-    /// An index bucket: cacache moves the blob into place BEFORE it appends the index line, so a blob described
-    /// while its line was still missing is looked at again when the line lands; the view takes the bucket in first
-    /// (whether or not its blobs exist yet). Only tarball entries whose blob exists are returned (not packuments).
+    /// Only `index-v5` is watched, not the 65536 directories of `content-v2` (at 100k tarballs that halves the
+    /// watches: ≈ 15 MB of notify's tables and as much kernel memory). cacache writes a blob before the index line
+    /// that names it, and every change to what npm caches (a new tarball, an entry removed, `npm cache verify`
+    /// rewriting buckets) writes a bucket; a blob deleted by hand is withdrawn by the next scan, or by the first
+    /// block read that finds it gone. `npm cache clean --force` deletes `_cacache`, which the watcher sees as the
+    /// loss of this root: it rescans.
+    fn watch_roots(&self) -> Vec<PathBuf> {
+        vec![self.index_dir()]
+    }
+
+    /// An index bucket was written: the view takes its live entries in (whether or not their blobs exist yet), and
+    /// the blob of every tarball entry the bucket has held is looked at again: a blob described while its line was
+    /// still missing (cacache moves the blob into place BEFORE it appends the line) is seeded now, and one whose
+    /// entry was removed is withdrawn (or found gone). Packuments are not returned.
     fn artifacts_for_sidecar(&self, path: &Path) -> Vec<PathBuf> {
         if path.strip_prefix(self.index_dir()).is_err() {
             return Vec::new();
         }
-        let entries = Self::read_bucket(path);
+        let bytes = Self::bucket_bytes(path);
         {
             let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
             let sorted_len = view.by_content.len();
-            self.add_bucket(&mut view, sorted_len, path, &entries);
+            self.add_bucket(&mut view, sorted_len, path, &parse_index_bucket(&bytes));
             view.by_content.sort_unstable();
         }
         let mut blobs: Vec<PathBuf> = Vec::new();
-        for entry in entries {
+        for entry in every_bucket_entry(&bytes) {
             let tarball = entry
                 .key
                 .strip_prefix(REQUEST_CACHE)
@@ -452,7 +459,7 @@ impl CacheSource for NpmSource {
                 .join(&hex[..2])
                 .join(&hex[2..4])
                 .join(&hex[4..]);
-            if blob.is_file() && !blobs.contains(&blob) {
+            if !blobs.contains(&blob) {
                 blobs.push(blob);
             }
         }
@@ -461,9 +468,9 @@ impl CacheSource for NpmSource {
 
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact> {
         let hex = self.content_hex(path).ok_or(NotAnArtifact::NotCandidate)?;
-        let meta = crate::sidefile::check_artifact_file(&self.cacache, path)?;
+        crate::sidefile::check_artifact_file(&self.cacache, path)?;
         let digest = hex::decode(&hex).map_err(|_| NotAnArtifact::NotCandidate)?;
-        let entries = self.entries_for(&digest, meta.modified().ok());
+        let entries = self.entries_for(&digest);
         if entries.is_empty() {
             return Err(NotAnArtifact::NoChecksum(format!(
                 "{} (no npm index entry refers to it)",

@@ -383,10 +383,10 @@ fn unindexed_deleted_empty_and_temp_files_are_not_seeded() {
     assert!(!source.is_candidate(Path::new("/elsewhere/content-v2/sha512/ab/cd/x")));
 }
 
-/// A young blob whose entry is not in the view yet is not worth a walk of index-v5 (≈ 1.3 s at 100k tarballs):
-/// the watcher sees its bucket written, the view takes that bucket in, and the blob is looked at again.
+/// A new tarball does not wait for a walk of index-v5 (≈ 1.3 s at 100k tarballs, at most once a second): the
+/// watcher sees its bucket written, the view takes that bucket in, and the blob is looked at again.
 #[test]
-fn a_young_blob_waits_for_its_bucket_event_not_for_a_walk() {
+fn a_new_tarball_is_found_through_its_bucket_event_not_a_walk() {
     let cache = Cache::new();
     let older = b"an older tarball";
     let older_key = url_key("https://registry.test/o/-/o-1.0.0.tgz");
@@ -398,8 +398,7 @@ fn a_young_blob_waits_for_its_bucket_event_not_for_a_walk() {
     let path = cache.put_content(bytes);
     let key = url_key("https://registry.test/y/-/y-1.0.0.tgz");
     cache.insert(&key, Some(&sri(bytes)));
-    // Past the walk interval, a miss for an old blob would walk; for a young one it does not.
-    std::thread::sleep(REFRESH_EVERY);
+    // Within a second of the last walk a miss does not walk again.
     assert!(matches!(
         source.describe(&path),
         Err(NotAnArtifact::NoChecksum(_))
@@ -413,6 +412,11 @@ fn a_young_blob_waits_for_its_bucket_event_not_for_a_walk() {
     assert_eq!(source.describe(&path).unwrap().name, "y");
     // The same bucket seen again (another event, a later walk) is not added twice.
     source.artifacts_for_sidecar(&cache.bucket(&key));
+    std::thread::sleep(REFRESH_EVERY);
+    assert!(matches!(
+        source.describe(&cache.put_content(b"unindexed")),
+        Err(NotAnArtifact::NoChecksum(_))
+    ));
     let view = source.index.lock().unwrap();
     assert_eq!((view.by_content.len(), view.buckets.len()), (2, 2));
 }
@@ -436,7 +440,18 @@ fn an_index_line_that_lands_late_points_back_at_its_blob() {
         vec![path.clone()]
     );
     assert_eq!(source.describe(&path).unwrap().name, "late");
-    // A packument entry, an entry whose blob is absent, and paths outside index-v5 point at nothing.
+    // An entry removed (cacache.rm.entry appends a deletion): its blob is looked at again, and is no longer seeded.
+    cache.insert(&key, None);
+    assert_eq!(
+        source.artifacts_for_sidecar(&cache.bucket(&key)),
+        vec![path.clone()]
+    );
+    assert!(matches!(
+        source.describe(&path),
+        Err(NotAnArtifact::NoChecksum(_))
+    ));
+    // An entry whose blob is absent is named too (the engine finds it gone); a packument entry and paths outside
+    // index-v5 point at nothing.
     let packument = b"{\"name\":\"late\"}";
     cache.put_content(packument);
     let pkey = url_key("https://registry.test/late");
@@ -446,10 +461,12 @@ fn an_index_line_that_lands_late_points_back_at_its_blob() {
         .is_empty());
     let gone = url_key("https://registry.test/gone/-/gone-1.0.0.tgz");
     cache.insert(&gone, Some(&sri(b"never stored")));
-    assert!(source
-        .artifacts_for_sidecar(&cache.bucket(&gone))
-        .is_empty());
+    let named = source.artifacts_for_sidecar(&cache.bucket(&gone));
+    assert_eq!(named.len(), 1);
+    assert!(source.is_candidate(&named[0]) && !named[0].exists());
     assert!(source.artifacts_for_sidecar(&path).is_empty());
+    // Only index-v5 is watched.
+    assert_eq!(source.watch_roots(), vec![cache.cacache().join("index-v5")]);
 }
 
 #[test]
@@ -836,15 +853,9 @@ fn the_index_view_is_compact_and_finds_entries_added_later() {
             .iter()
             .all(|bucket| matches!(bucket, BucketName::Hashed(_))));
     }
-    // Added after the view was built, with an old mtime for its blob (no wait): the miss walks index-v5 again.
+    // Added after the view was built, and no bucket event: a miss a second later walks index-v5 again.
     let bytes = b"a later tarball";
     let late = cache.put_content(bytes);
-    fs::File::options()
-        .write(true)
-        .open(&late)
-        .unwrap()
-        .set_modified(an_hour_ago)
-        .unwrap();
     let key = url_key("https://registry.test/later/-/later-2.0.0.tgz");
     cache.insert(&key, Some(&sri(bytes)));
     std::thread::sleep(REFRESH_EVERY);
