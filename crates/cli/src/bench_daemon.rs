@@ -459,9 +459,9 @@ pub(crate) fn write_crate(
     Ok(path)
 }
 
-/// npm's cache entry for a tarball fetched from the synthetic registry, written as npm (cacache) writes it: the
-/// `index-v5` entry first here (npm writes the blob first; this order only keeps the daemon from waiting for the
-/// entry of a blob it sees before it), then the blob under `content-v2/sha512/<2>/<2>/<124 hex>`.
+/// npm's cache entry for a tarball fetched from the synthetic registry, written in cacache's order: the blob
+/// (through `tmp/`) under `content-v2/sha512/<2>/<2>/<124 hex>`, then the `index-v5` entry naming it. The daemon
+/// watches only `index-v5`: the entry's bucket is the event that brings the blob in.
 pub(crate) fn write_npm_tarball(
     npm_cache: &Path,
     name: &str,
@@ -484,17 +484,6 @@ pub(crate) fn write_npm_tarball(
         "size": bytes.len(),
         "metadata": {"url": url, "reqHeaders": {}, "resHeaders": {"content-type": "application/octet-stream"}},
     });
-    let bucket = hex_lower(&sha2::Sha256::digest(key.as_bytes()));
-    let bucket_path = cacache
-        .join("index-v5")
-        .join(&bucket[..2])
-        .join(&bucket[2..4])
-        .join(&bucket[4..]);
-    std::fs::create_dir_all(bucket_path.parent().context("bucket path")?)?;
-    std::fs::write(
-        &bucket_path,
-        pkgseed_sources::npm::bucket_line(&entry.to_string()),
-    )?;
     let hex = hex_lower(&sha512);
     let dir = cacache
         .join("content-v2")
@@ -507,6 +496,17 @@ pub(crate) fn write_npm_tarball(
     let tmp = cacache.join("tmp").join(&hex[..16]);
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, &path)?;
+    let bucket = hex_lower(&sha2::Sha256::digest(key.as_bytes()));
+    let bucket_path = cacache
+        .join("index-v5")
+        .join(&bucket[..2])
+        .join(&bucket[2..4])
+        .join(&bucket[4..]);
+    std::fs::create_dir_all(bucket_path.parent().context("bucket path")?)?;
+    std::fs::write(
+        &bucket_path,
+        pkgseed_sources::npm::bucket_line(&entry.to_string()),
+    )?;
     Ok(path)
 }
 

@@ -296,17 +296,30 @@ impl NpmSource {
     }
 
     /// The index entries referring to the content whose sha512 is `digest`: the buckets the view names for it, read
-    /// now. On a miss the view first takes in the buckets changed since the last walk, at most every
-    /// [`REFRESH_EVERY`]. A new tarball does not wait for that: its bucket's event puts it in the view first
-    /// (`artifacts_for_sidecar`); a walk is for what no event told (a scan after lost events, a new dir).
-    fn entries_for(&self, digest: &[u8]) -> Vec<CacacheEntry> {
+    /// now. On a miss the view first takes in the buckets changed since the last walk: when the blob is newer than
+    /// that walk (its entry cannot have been seen: a scan after a bucket event was lost, in a directory created
+    /// before its watch), else at most every [`REFRESH_EVERY`]. A new tarball does not wait for a walk: its
+    /// bucket's event puts it in the view first (`artifacts_for_sidecar`).
+    fn entries_for(&self, digest: &[u8], blob_mtime: Option<SystemTime>) -> Vec<CacacheEntry> {
         let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
         if view.refreshed.is_none() {
             self.refresh(&mut view);
         }
         let found = self.entries_in_view(&view, digest);
+        if !found.is_empty() {
+            return found;
+        }
         let due = view.refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY);
-        if !found.is_empty() || !due {
+        let newer_than_walk = match (blob_mtime, view.walked_at) {
+            (Some(modified), Some(walked)) => {
+                modified
+                    >= walked
+                        .checked_sub(WALK_MARGIN)
+                        .unwrap_or(SystemTime::UNIX_EPOCH)
+            }
+            _ => true,
+        };
+        if !due && !newer_than_walk {
             return found;
         }
         self.refresh(&mut view);
@@ -468,9 +481,9 @@ impl CacheSource for NpmSource {
 
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact> {
         let hex = self.content_hex(path).ok_or(NotAnArtifact::NotCandidate)?;
-        crate::sidefile::check_artifact_file(&self.cacache, path)?;
+        let meta = crate::sidefile::check_artifact_file(&self.cacache, path)?;
         let digest = hex::decode(&hex).map_err(|_| NotAnArtifact::NotCandidate)?;
-        let entries = self.entries_for(&digest);
+        let entries = self.entries_for(&digest, meta.modified().ok());
         if entries.is_empty() {
             return Err(NotAnArtifact::NoChecksum(format!(
                 "{} (no npm index entry refers to it)",

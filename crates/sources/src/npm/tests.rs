@@ -383,8 +383,9 @@ fn unindexed_deleted_empty_and_temp_files_are_not_seeded() {
     assert!(!source.is_candidate(Path::new("/elsewhere/content-v2/sha512/ab/cd/x")));
 }
 
-/// A new tarball does not wait for a walk of index-v5 (≈ 1.3 s at 100k tarballs, at most once a second): the
-/// watcher sees its bucket written, the view takes that bucket in, and the blob is looked at again.
+/// A new tarball does not wait for a walk of index-v5 (≈ 1.3 s at 100k tarballs): the watcher sees its bucket
+/// written, the view takes that bucket in, and the blob is looked at again. A walk is for a blob whose entry the
+/// view cannot have seen (newer than the last walk), else at most once a second.
 #[test]
 fn a_new_tarball_is_found_through_its_bucket_event_not_a_walk() {
     let cache = Cache::new();
@@ -394,11 +395,18 @@ fn a_new_tarball_is_found_through_its_bucket_event_not_a_walk() {
     cache.insert(&older_key, Some(&sri(older)));
     let source = cache.source(policy());
     assert_eq!(source.describe(&older_path).unwrap().name, "o");
-    let bytes = b"young blob";
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let bytes = b"a blob older than the walk";
     let path = cache.put_content(bytes);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
     let key = url_key("https://registry.test/y/-/y-1.0.0.tgz");
     cache.insert(&key, Some(&sri(bytes)));
-    // Within a second of the last walk a miss does not walk again.
+    // Within a second of the last walk, a miss for a blob older than that walk does not walk again.
     assert!(matches!(
         source.describe(&path),
         Err(NotAnArtifact::NoChecksum(_))
@@ -410,7 +418,15 @@ fn a_new_tarball_is_found_through_its_bucket_event_not_a_walk() {
         vec![path.clone()]
     );
     assert_eq!(source.describe(&path).unwrap().name, "y");
-    // The same bucket seen again (another event, a later walk) is not added twice.
+    // A blob newer than the last walk, whose bucket event was lost: its miss walks at once.
+    let fresh = b"a blob newer than the walk";
+    let fresh_path = cache.put_content(fresh);
+    cache.insert(
+        &url_key("https://registry.test/f/-/f-1.0.0.tgz"),
+        Some(&sri(fresh)),
+    );
+    assert_eq!(source.describe(&fresh_path).unwrap().name, "f");
+    // A bucket seen again (another event, a later walk) is not added twice.
     source.artifacts_for_sidecar(&cache.bucket(&key));
     std::thread::sleep(REFRESH_EVERY);
     assert!(matches!(
@@ -418,7 +434,7 @@ fn a_new_tarball_is_found_through_its_bucket_event_not_a_walk() {
         Err(NotAnArtifact::NoChecksum(_))
     ));
     let view = source.index.lock().unwrap();
-    assert_eq!((view.by_content.len(), view.buckets.len()), (2, 2));
+    assert_eq!((view.by_content.len(), view.buckets.len()), (3, 3));
 }
 
 #[test]
