@@ -49,6 +49,7 @@ const REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// A walk after the first reads the buckets modified since the previous walk began, less this margin (file times
 /// are coarser than the clock).
 const WALK_MARGIN: Duration = Duration::from_secs(2);
+
 /// The npm cache (`<cache>/_cacache`).
 pub struct NpmSource {
     cacache: PathBuf,
@@ -60,8 +61,8 @@ pub struct NpmSource {
 /// at that lookup, so what it returns is what the files say now. ≈ 56 bytes per entry (≈ 5.6 MB at 100k tarballs;
 /// keeping every parsed entry, twice, took ≈ 2.5 KB each: 284 MB idle at 100k). Built by reading every bucket at
 /// the first lookup; then a bucket the watcher sees written is taken in at once (`artifacts_for_sidecar`), and a
-/// lookup that misses walks `index-v5` again (at most every [`REFRESH_EVERY`]), reading only the buckets changed
-/// since the last walk. A bucket already in the view is not added twice.
+/// lookup that misses walks `index-v5` again (`entries_for` says when), reading only the buckets changed since the
+/// last walk. A bucket already in the view is not added twice.
 #[derive(Default)]
 struct IndexView {
     /// (the first 8 bytes of a content's sha512, the bucket naming it: an index into `buckets`), sorted.
