@@ -26,7 +26,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use cacache::{bucket_line, every_bucket_entry, parse_index_bucket, CacacheEntry};
+pub use cacache::{bucket_line, bucket_lines, live_entries, parse_index_bucket, CacacheEntry};
 pub use registry::{
     detect_default_registries, normalize_registry, parse_npmrc, parse_sri_sha512,
     parse_tarball_url, scope_wildcard_for, scope_wildcard_registry, RegistryPolicy, TarballUrl,
@@ -223,13 +223,14 @@ impl NpmSource {
 
     /// Adds to the view the contents that the bucket at `path` (whose live entries are `entries`) names and the view
     /// does not yet tie to it. `by_content[..sorted_len]` is sorted; the pairs added are appended (the caller sorts).
+    /// Whether any was added.
     fn add_bucket(
         &self,
         view: &mut IndexView,
         sorted_len: usize,
         path: &Path,
         entries: &[CacacheEntry],
-    ) {
+    ) -> bool {
         let mut prefixes: Vec<u64> = entries
             .iter()
             .filter_map(|e| parse_sri_sha512(&e.integrity))
@@ -238,7 +239,7 @@ impl NpmSource {
         prefixes.sort_unstable();
         prefixes.dedup();
         if prefixes.is_empty() {
-            return;
+            return false;
         }
         let name = self.bucket_name(path);
         let sorted = &view.by_content[..sorted_len];
@@ -255,13 +256,13 @@ impl NpmSource {
             tied.is_none()
         });
         if prefixes.is_empty() {
-            return;
+            return false;
         }
         let bucket = match known {
             Some(bucket) => bucket,
             None => {
                 let Ok(bucket) = u32::try_from(view.buckets.len()) else {
-                    return;
+                    return false;
                 };
                 view.buckets.push(name);
                 bucket
@@ -269,6 +270,7 @@ impl NpmSource {
         };
         view.by_content
             .extend(prefixes.into_iter().map(|prefix| (prefix, bucket)));
+        true
     }
 
     /// The live entries, in the buckets the view names for `digest`, whose integrity is `digest`.
@@ -449,15 +451,9 @@ impl CacheSource for NpmSource {
         if path.strip_prefix(self.index_dir()).is_err() {
             return Vec::new();
         }
-        let bytes = Self::bucket_bytes(path);
-        {
-            let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
-            let sorted_len = view.by_content.len();
-            self.add_bucket(&mut view, sorted_len, path, &parse_index_bucket(&bytes));
-            view.by_content.sort_unstable();
-        }
+        let lines = bucket_lines(&Self::bucket_bytes(path));
         let mut blobs: Vec<PathBuf> = Vec::new();
-        for entry in every_bucket_entry(&bytes) {
+        for entry in lines.iter().filter_map(|(_, entry)| entry.as_ref()) {
             let tarball = entry
                 .key
                 .strip_prefix(REQUEST_CACHE)
@@ -476,6 +472,11 @@ impl CacheSource for NpmSource {
             if !blobs.contains(&blob) {
                 blobs.push(blob);
             }
+        }
+        let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let sorted_len = view.by_content.len();
+        if self.add_bucket(&mut view, sorted_len, path, &live_entries(lines)) {
+            view.by_content.sort_unstable();
         }
         blobs
     }

@@ -60,44 +60,48 @@ const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 /// The live entries of one bucket file, in the order of their last write.
 pub fn parse_index_bucket(bytes: &[u8]) -> Vec<CacacheEntry> {
+    live_entries(bucket_lines(bytes))
+}
+
+/// The live entries among a bucket's lines ([`bucket_lines`]): per key the last line, unless it is a deletion; in
+/// the order of their last write.
+pub fn live_entries(lines: Vec<(String, Option<CacacheEntry>)>) -> Vec<CacacheEntry> {
     let mut latest: Vec<(String, Option<CacacheEntry>)> = Vec::new();
-    for (key, entry) in valid_lines(bytes) {
+    for (key, entry) in lines {
         latest.retain(|(k, _)| *k != key);
         latest.push((key, entry));
     }
     latest.into_iter().filter_map(|(_, e)| e).collect()
 }
 
-/// Every entry a bucket file has ever held, live or superseded or deleted since (each valid line that names an
-/// integrity): what a change to the bucket may concern.
-pub fn every_bucket_entry(bytes: &[u8]) -> Vec<CacacheEntry> {
-    valid_lines(bytes).filter_map(|(_, entry)| entry).collect()
-}
-
-/// The valid lines of a bucket file in order: each line's key, and its entry (`None`: a deletion).
-fn valid_lines(bytes: &[u8]) -> impl Iterator<Item = (String, Option<CacacheEntry>)> + '_ {
-    bytes.split(|&b| b == b'\n').filter_map(|line| {
-        if line.is_empty() || line.len() > MAX_LINE_BYTES {
-            return None;
-        }
-        let tab = line.iter().position(|&b| b == b'\t')?;
-        let (hash, json) = (&line[..tab], &line[tab + 1..]);
-        if !hash.eq_ignore_ascii_case(hex::encode(Sha1::digest(json)).as_bytes()) {
-            return None;
-        }
-        let value = serde_json::from_slice::<serde_json::Value>(json).ok()?;
-        let key = value.get("key").and_then(|k| k.as_str())?;
-        let entry = value
-            .get("integrity")
-            .and_then(|i| i.as_str())
-            .map(|integrity| CacacheEntry {
-                key: key.to_owned(),
-                integrity: integrity.to_owned(),
-                time: value.get("time").and_then(|t| t.as_u64()).unwrap_or(0),
-                private_evidence: value.get("metadata").and_then(private_response_evidence),
-            });
-        Some((key.to_owned(), entry))
-    })
+/// The valid lines of a bucket file in order, superseded ones included: each line's key, and its entry (`None`: a
+/// deletion).
+pub fn bucket_lines(bytes: &[u8]) -> Vec<(String, Option<CacacheEntry>)> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            if line.is_empty() || line.len() > MAX_LINE_BYTES {
+                return None;
+            }
+            let tab = line.iter().position(|&b| b == b'\t')?;
+            let (hash, json) = (&line[..tab], &line[tab + 1..]);
+            if !hash.eq_ignore_ascii_case(hex::encode(Sha1::digest(json)).as_bytes()) {
+                return None;
+            }
+            let value = serde_json::from_slice::<serde_json::Value>(json).ok()?;
+            let key = value.get("key").and_then(|k| k.as_str())?;
+            let entry = value
+                .get("integrity")
+                .and_then(|i| i.as_str())
+                .map(|integrity| CacacheEntry {
+                    key: key.to_owned(),
+                    integrity: integrity.to_owned(),
+                    time: value.get("time").and_then(|t| t.as_u64()).unwrap_or(0),
+                    private_evidence: value.get("metadata").and_then(private_response_evidence),
+                });
+            Some((key.to_owned(), entry))
+        })
+        .collect()
 }
 
 /// A bucket line as cacache writes it (for tests and fixtures).
