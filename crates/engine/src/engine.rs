@@ -189,6 +189,7 @@ impl Engine {
                 network: network_profile,
                 listen_addrs,
                 keypair,
+                key_book: Some(store.clone()),
             },
             store.clone(),
         )

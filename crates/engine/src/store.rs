@@ -1,12 +1,13 @@
 //! The node's block store: zero-copy reads from the index. A read that finds the file changed returns nothing
 //! and sends the artifact to the indexer to be withdrawn, so a wrong byte is never served. A block served notes
-//! its artifact's last-served time.
+//! its artifact's last-served time. It is also the node's key book: a provided key is looked up by id in the
+//! index's blocks.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use pkgseed_index::{BlockReadError, Index};
-use pkgseed_node::{BlockStore, Cid};
+use pkgseed_node::{BlockStore, Cid, KeyBook, KeyId};
 use tokio::sync::mpsc;
 
 use crate::artifact_store::ArtifactStore;
@@ -63,5 +64,18 @@ impl BlockStore for IndexBlockStore {
         tokio::task::spawn_blocking(move || index.has_block(&cid).unwrap_or(false))
             .await
             .unwrap_or(false)
+    }
+}
+
+/// Every announced key (an artifact's root or checksum CID) is a block in the index while the artifact is seeded,
+/// and leaves with it: nothing to remember or forget.
+impl KeyBook for IndexBlockStore {
+    fn multihashes_with_id(&self, id: KeyId) -> Vec<cid::multihash::Multihash<64>> {
+        self.index
+            .multihashes_with_digest_prefix(&id.to_le_bytes())
+            .unwrap_or_else(|err| {
+                tracing::error!(%err, "cannot look a provided key up in the index");
+                Vec::new()
+            })
     }
 }

@@ -213,6 +213,16 @@ const ECOSYSTEM_TOTALS: TableDefinition<&str, (u64, u64)> =
     TableDefinition::new("ecosystem_totals");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// The bytes a CID's digest follows, for each form [`Index::multihashes_with_digest_prefix`] looks at: CIDv0
+/// (sha2-256 only), then CIDv1 raw and dag-pb over sha2-256 and sha2-512 (version, codec, hash code, length).
+const CID_PREFIXES_BY_FORM: [&[u8]; 5] = [
+    &[0x12, 0x20],
+    &[0x01, 0x55, 0x12, 0x20],
+    &[0x01, 0x70, 0x12, 0x20],
+    &[0x01, 0x55, 0x13, 0x40],
+    &[0x01, 0x70, 0x13, 0x40],
+];
+
 const META_SCHEMA: &str = "schema_version";
 const META_NEXT_ID: &str = "next_id";
 
@@ -850,6 +860,34 @@ impl Index {
         let table = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
         let mut values = table.get(cid.to_bytes().as_slice()).map_err(db_err)?;
         Ok(values.next().is_some())
+    }
+
+    /// The distinct multihashes of the blocks held whose digest starts with `digest_prefix`, among the CID forms
+    /// this crate's callers write: CIDv0, and CIDv1 raw or dag-pb, over sha2-256 or sha2-512 (the reprovide
+    /// schedule keeps a key's first 8 digest bytes and looks the key up here). A few short range reads.
+    pub fn multihashes_with_digest_prefix(
+        &self,
+        digest_prefix: &[u8],
+    ) -> Result<Vec<cid::multihash::Multihash<64>>, IndexError> {
+        let txn = self.begin_read()?;
+        let table = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for cid_prefix in CID_PREFIXES_BY_FORM {
+            let start = [cid_prefix, digest_prefix].concat();
+            for row in table.range(start.as_slice()..).map_err(db_err)? {
+                let (key, _) = row.map_err(db_err)?;
+                let key = key.value();
+                if !key.starts_with(&start) {
+                    break;
+                }
+                let cid = Cid::try_from(key)
+                    .map_err(|e| IndexError::Db(format!("corrupt CID in index: {e}")))?;
+                if !out.contains(cid.hash()) {
+                    out.push(*cid.hash());
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn locations(&self, cid: &Cid) -> Result<Vec<Location>, IndexError> {

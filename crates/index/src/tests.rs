@@ -592,6 +592,66 @@ fn read_block_serves_whole_file_checksum_blocks() {
     }
 }
 
+#[test]
+fn provided_keys_are_found_by_their_first_8_digest_bytes_until_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(dir.path());
+    let bytes = pattern(70_000, 7);
+    let file = write_file(dir.path(), "k.tgz", &bytes);
+    let (sha512, sha256) = (sha512_raw_cid(&bytes), raw_cid(&bytes));
+    let legacy = Cid::new_v0(sha256_mh(b"a legacy leaf")).unwrap();
+    let blocks = [
+        (sha512, BlockKind::WholeFile(DigestAlgo::Sha512)),
+        (sha256, BlockKind::WholeFile(DigestAlgo::Sha256)),
+        (legacy, BlockKind::PbLeaf),
+    ]
+    .map(|(cid, kind)| PlannedBlock {
+        cid,
+        kind,
+        offset: 0,
+        len: 70_000,
+    });
+    let id = index
+        .put_artifact(record_for(&file, "npm", "k"), &blocks)
+        .unwrap();
+    for cid in [sha512, sha256, legacy] {
+        let prefix = &cid.hash().digest()[..8];
+        assert_eq!(
+            index.multihashes_with_digest_prefix(prefix).unwrap(),
+            vec![*cid.hash()],
+            "{cid}"
+        );
+    }
+    // A dag-pb CID shares its multihash with a raw one of the same bytes: one key.
+    let pb = pb_cid(b"an interior node");
+    let raw = Cid::new_v1(RAW, *pb.hash());
+    let pair = [pb, raw].map(|cid| PlannedBlock {
+        cid,
+        kind: BlockKind::RawLeaf,
+        offset: 0,
+        len: 10,
+    });
+    index
+        .put_artifact(record_for(&file, "npm", "k2"), &pair)
+        .unwrap();
+    assert_eq!(
+        index
+            .multihashes_with_digest_prefix(&pb.hash().digest()[..8])
+            .unwrap(),
+        vec![*pb.hash()]
+    );
+    let unknown = sha256_mh(b"never stored");
+    assert!(index
+        .multihashes_with_digest_prefix(&unknown.digest()[..8])
+        .unwrap()
+        .is_empty());
+    index.remove_artifact(id).unwrap();
+    assert!(index
+        .multihashes_with_digest_prefix(&sha256.hash().digest()[..8])
+        .unwrap()
+        .is_empty());
+}
+
 // needs unixfs
 #[test]
 fn read_block_rebuilds_pb_leaves() {

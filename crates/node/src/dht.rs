@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
-use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,8 +22,9 @@ use futures::StreamExt;
 use rust_ipfs::{Multiaddr, PeerId, StreamProtocol};
 use tokio::sync::{watch, Notify};
 
+use crate::keybook::{self, KeyBook, MemoryKeyBook};
 use crate::provider_store::{CompactStore, CompactStoreLimits};
-use crate::reprovide::{self, unix_now_secs, ProvideKey, Schedule};
+use crate::reprovide::{self, unix_now_secs, KeyId, ProvideKey, Schedule};
 
 pub const KAD_PROTOCOL: &str = "/ipfs/kad/1.0.0";
 /// Keys this node may provide (libp2p-kad's default is 1,024).
@@ -50,7 +50,8 @@ const SWEEP_GAP: Duration = Duration::from_secs(60);
 const HISTORY_SAVE_GAP: Duration = Duration::from_secs(5 * 60);
 
 pub enum DhtCommand {
-    Provide(Vec<ProvideKey>),
+    /// Keys by id: their multihashes come from the book when their queries start.
+    Provide(Vec<KeyId>),
     AddAddress(PeerId, Multiaddr),
     Bootstrap,
     /// Paused: our own provider records are no longer answered (GET_PROVIDERS no longer names us) and new
@@ -59,7 +60,6 @@ pub enum DhtCommand {
 }
 
 /// State shared between the behaviour (inside the swarm task), the announcer and `Node::stats`.
-#[derive(Default)]
 pub struct DhtShared {
     pub state: Mutex<AnnounceState>,
     pub inflight: AtomicUsize,
@@ -69,52 +69,39 @@ pub struct DhtShared {
     pub waiting_for_peers: AtomicBool,
     /// Where the last-provided times are kept (set by the engine; none: nothing survives a restart).
     pub history_path: Mutex<Option<PathBuf>>,
+    /// Names the keys behind the ids in `state`.
+    pub book: Arc<dyn KeyBook>,
+}
+
+impl Default for DhtShared {
+    fn default() -> Self {
+        DhtShared::new(Arc::new(MemoryKeyBook::default()))
+    }
 }
 
 #[derive(Default)]
 pub struct AnnounceState {
-    pub queue: VecDeque<ProvideKey>,
-    /// What is in `queue`, as keyed 64-bit hashes of the keys (8 bytes where a second copy of each key took 40, and
-    /// 80 more on the heap for a sha2-512 one). Two queued keys whose hashes collide (odds ≈ n²/2⁶⁵, and the key of
-    /// the hash is random per run) would queue only the first: the second is announced at its next re-announce.
-    pub queued: QueuedSet,
+    /// Ids of the keys waiting to be handed over (8 bytes each: a first scan queues every key at once).
+    pub queue: VecDeque<KeyId>,
+    /// What is in `queue`.
+    pub queued: HashSet<KeyId>,
     /// Keys currently provided, with when each is due again: our provider records are these keys
     /// (`crate::provider_store`).
     pub provided: Schedule,
 }
 
-/// The set behind [`AnnounceState::queued`].
-#[derive(Default)]
-pub struct QueuedSet {
-    hasher: RandomState,
-    hashes: HashSet<u64>,
-}
-
-impl QueuedSet {
-    /// `false` when `key` is queued already.
-    pub fn insert(&mut self, key: &ProvideKey) -> bool {
-        self.hashes.insert(self.hasher.hash_one(key))
-    }
-
-    pub fn remove(&mut self, key: &ProvideKey) -> bool {
-        self.hashes.remove(&self.hasher.hash_one(key))
-    }
-
-    pub fn contains(&self, key: &ProvideKey) -> bool {
-        self.hashes.contains(&self.hasher.hash_one(key))
-    }
-
-    #[cfg(test)]
-    pub fn clear(&mut self) {
-        self.hashes.clear();
-    }
-
-    pub fn shrink_to_fit(&mut self) {
-        self.hashes.shrink_to_fit();
-    }
-}
-
 impl DhtShared {
+    pub fn new(book: Arc<dyn KeyBook>) -> DhtShared {
+        DhtShared {
+            state: Mutex::default(),
+            inflight: AtomicUsize::new(0),
+            wake: Notify::new(),
+            waiting_for_peers: AtomicBool::new(false),
+            history_path: Mutex::new(None),
+            book,
+        }
+    }
+
     /// Loads the history file and keeps it up to date from now on.
     pub fn use_history(&self, path: PathBuf) {
         let entries = reprovide::load_history(&path);
@@ -126,10 +113,12 @@ impl DhtShared {
     /// Announced keys: those provided within their cycle before a restart are provided again at once, locally
     /// (their records answer; the network part waits for their cycle to end); the rest are queued.
     pub fn enqueue_or_restore(&self, keys: Vec<ProvideKey>, now_secs: u64) {
+        self.book.remember(&keys);
         let mut st = self.state.lock().unwrap();
-        let (restored, fresh): (Vec<ProvideKey>, Vec<ProvideKey>) = keys
-            .into_iter()
-            .partition(|key| st.provided.claim_recent(key, now_secs));
+        let (restored, fresh): (Vec<KeyId>, Vec<KeyId>) = keys
+            .iter()
+            .map(ProvideKey::id)
+            .partition(|&id| st.provided.claim_recent(id, now_secs));
         drop(st);
         if !restored.is_empty() {
             tracing::debug!(
@@ -140,19 +129,24 @@ impl DhtShared {
         self.enqueue(fresh);
     }
 
-    /// Whether `key` is provided: our provider record for it answers (unless paused).
+    /// Whether `key` is provided: our provider record for it answers (unless paused). Its id is in the schedule
+    /// and the book names the key itself (not just another key with the same first 8 digest bytes).
     pub fn is_provided(&self, key: &ProvideKey) -> bool {
-        self.state.lock().unwrap().provided.contains(key)
+        let id = key.id();
+        self.state.lock().unwrap().provided.contains(id) && self.keys_with_id(id).contains(key)
     }
 
+    /// Every provided key, looked up in the book (for libp2p-kad's republication job, which is off).
     pub fn provided_keys(&self) -> Vec<ProvideKey> {
-        self.state
-            .lock()
-            .unwrap()
-            .provided
-            .keys()
-            .cloned()
+        let ids: Vec<KeyId> = self.state.lock().unwrap().provided.ids().collect();
+        ids.into_iter()
+            .flat_map(|id| self.keys_with_id(id))
             .collect()
+    }
+
+    /// The keys the book names for `id`.
+    pub fn keys_with_id(&self, id: KeyId) -> Vec<ProvideKey> {
+        keybook::keys_with_id(self.book.as_ref(), id)
     }
 
     /// Writes the history file now if anything changed (the announcer's schedule, and shutdown).
@@ -172,11 +166,11 @@ impl DhtShared {
         }
     }
 
-    pub fn enqueue(&self, keys: Vec<ProvideKey>) {
+    pub fn enqueue(&self, ids: Vec<KeyId>) {
         let mut st = self.state.lock().unwrap();
-        for key in keys {
-            if st.queued.insert(&key) {
-                st.queue.push_back(key);
+        for id in ids {
+            if st.queued.insert(id) {
+                st.queue.push_back(id);
             }
         }
         drop(st);
@@ -187,11 +181,13 @@ impl DhtShared {
     pub fn withdraw(&self, keys: &[ProvideKey]) {
         let mut st = self.state.lock().unwrap();
         for key in keys {
-            st.queued.remove(key);
-            st.provided.remove(key);
+            st.queued.remove(&key.id());
+            st.provided.remove(key.id());
         }
         let AnnounceState { queue, queued, .. } = &mut *st;
-        queue.retain(|c| queued.contains(c));
+        queue.retain(|id| queued.contains(id));
+        drop(st);
+        self.book.forget(keys);
     }
 }
 
@@ -251,53 +247,11 @@ impl DhtBehaviour {
 
     fn on_command(&mut self, cmd: DhtCommand) {
         match cmd {
-            DhtCommand::Provide(keys) if self.paused => {
+            DhtCommand::Provide(ids) if self.paused => {
                 // Sent by the announcer just before the pause reached us: back to the queue, announced on resume.
-                self.shared.enqueue(keys);
+                self.shared.enqueue(ids);
             }
-            DhtCommand::Provide(keys) => {
-                // Offline, or no DHT peer known yet: only the local records (they answer peers that ask us); the
-                // network part waits until a peer enters the routing table (`RoutingUpdated`).
-                let without_peers = self.routing_table_is_empty();
-                let mut keys = keys.into_iter();
-                while let Some(key) = keys.next() {
-                    if !without_peers
-                        && self.shared.inflight.load(Ordering::SeqCst) >= MAX_INFLIGHT_PROVIDES
-                    {
-                        // A batch sent while no peer was known, and one arrived: the rest waits its turn.
-                        self.shared
-                            .enqueue(std::iter::once(key).chain(keys).collect());
-                        break;
-                    }
-                    {
-                        let mut st = self.shared.state.lock().unwrap();
-                        if st.provided.len() >= MAX_PROVIDED_KEYS && !st.provided.contains(&key) {
-                            tracing::warn!(%key, "provided-key limit ({MAX_PROVIDED_KEYS}) reached; not announcing");
-                            continue;
-                        }
-                        if without_peers {
-                            st.provided.held_without_peers(key, unix_now_secs());
-                            self.shared.waiting_for_peers.store(true, Ordering::SeqCst);
-                            continue;
-                        }
-                    }
-                    match self
-                        .kad
-                        .start_providing(RecordKey::new(&key.multihash_bytes()))
-                    {
-                        Ok(id) => {
-                            self.shared.state.lock().unwrap().provided.handed_over(
-                                key.clone(),
-                                self.has_external_addr,
-                                unix_now_secs(),
-                            );
-                            self.shared.inflight.fetch_add(1, Ordering::SeqCst);
-                            self.provide_queries.insert(id, key);
-                        }
-                        Err(e) => tracing::warn!(%key, "cannot provide: {e}"),
-                    }
-                }
-            }
+            DhtCommand::Provide(ids) => self.provide(ids),
             DhtCommand::AddAddress(peer, addr) => {
                 self.kad.add_address(&peer, addr);
             }
@@ -307,6 +261,60 @@ impl DhtBehaviour {
                 }
             }
             DhtCommand::SetPaused(paused) => self.set_paused(paused),
+        }
+    }
+
+    /// Starts a provide query per key, at most `MAX_INFLIGHT_PROVIDES` at a time (the rest goes back to the queue).
+    /// Offline, or no DHT peer known yet: only the local records (they answer peers that ask us), and the network
+    /// part waits until a peer enters the routing table (`RoutingUpdated`); such keys are not even looked up.
+    fn provide(&mut self, ids: Vec<KeyId>) {
+        let without_peers = self.routing_table_is_empty();
+        let mut ids = ids.into_iter();
+        while let Some(id) = ids.next() {
+            if !without_peers
+                && self.shared.inflight.load(Ordering::SeqCst) >= MAX_INFLIGHT_PROVIDES
+            {
+                // A batch sent while no peer was known, and one arrived: the rest waits its turn.
+                self.shared
+                    .enqueue(std::iter::once(id).chain(ids).collect());
+                break;
+            }
+            {
+                let mut st = self.shared.state.lock().unwrap();
+                if st.provided.len() >= MAX_PROVIDED_KEYS && !st.provided.contains(id) {
+                    tracing::warn!(id = %format!("{id:016x}"), "provided-key limit ({MAX_PROVIDED_KEYS}) reached; not announcing");
+                    continue;
+                }
+                if without_peers {
+                    st.provided.held_without_peers(id, unix_now_secs());
+                    self.shared.waiting_for_peers.store(true, Ordering::SeqCst);
+                    continue;
+                }
+            }
+            let keys = self.shared.keys_with_id(id);
+            if keys.is_empty() {
+                // The book no longer names it (its artifact is gone): nothing to provide.
+                tracing::debug!(id = %format!("{id:016x}"), "no key with this id any more: not provided");
+                self.shared.state.lock().unwrap().provided.remove(id);
+                continue;
+            }
+            for key in keys {
+                match self
+                    .kad
+                    .start_providing(RecordKey::new(&key.multihash_bytes()))
+                {
+                    Ok(query) => {
+                        self.shared.state.lock().unwrap().provided.handed_over(
+                            id,
+                            self.has_external_addr,
+                            unix_now_secs(),
+                        );
+                        self.shared.inflight.fetch_add(1, Ordering::SeqCst);
+                        self.provide_queries.insert(query, key);
+                    }
+                    Err(e) => tracing::warn!(%key, "cannot provide: {e}"),
+                }
+            }
         }
     }
 
@@ -369,7 +377,7 @@ impl DhtBehaviour {
                     if let Some(key) = self.provide_queries.remove(&id) {
                         self.shared.inflight.fetch_sub(1, Ordering::SeqCst);
                         self.shared.state.lock().unwrap().provided.finished(
-                            &key,
+                            key.id(),
                             res.is_ok(),
                             unix_now_secs(),
                         );
@@ -602,15 +610,15 @@ pub async fn announcer(
         if room == 0 {
             continue;
         }
-        let batch: Vec<ProvideKey> = {
+        let batch: Vec<KeyId> = {
             let mut st = shared.state.lock().unwrap();
             let mut batch = Vec::with_capacity(room);
             while batch.len() < room {
-                let Some(key) = st.queue.pop_front() else {
+                let Some(id) = st.queue.pop_front() else {
                     break;
                 };
-                st.queued.remove(&key);
-                batch.push(key);
+                st.queued.remove(&id);
+                batch.push(id);
             }
             if st.queue.is_empty() && st.queue.capacity() > 0 {
                 // A first scan queues every key at once; an idle daemon should not keep that peak's memory.
@@ -639,7 +647,13 @@ mod tests {
         ProvideKey::Sha256([n; 32])
     }
 
-    fn queued(shared: &DhtShared) -> HashSet<ProvideKey> {
+    /// The keys' ids, the keys announced to the book (as `DhtShared::enqueue_or_restore` does).
+    fn ids(shared: &DhtShared, keys: &[ProvideKey]) -> Vec<KeyId> {
+        shared.book.remember(keys);
+        keys.iter().map(ProvideKey::id).collect()
+    }
+
+    fn queued(shared: &DhtShared) -> HashSet<KeyId> {
         let mut st = shared.state.lock().unwrap();
         st.queued.clear();
         st.queue.drain(..).collect()
@@ -670,7 +684,7 @@ mod tests {
         let (_commands, rx) = mpsc::unbounded();
         let local = PeerId::random();
         let mut dht = DhtBehaviour::new(local, true, false, rx, shared.clone());
-        dht.on_command(DhtCommand::Provide(vec![key(1), key(2)]));
+        dht.on_command(DhtCommand::Provide(ids(&shared, &[key(1), key(2)])));
         assert!(dht.provide_queries.is_empty(), "no query without peers");
         assert!(shared.waiting_for_peers.load(Ordering::SeqCst));
         assert!(queued(&shared).is_empty());
@@ -697,7 +711,7 @@ mod tests {
         dht.on_kad_event(routing_updated);
         assert!(!shared.waiting_for_peers.load(Ordering::SeqCst));
         let again = queued(&shared);
-        assert_eq!(again, HashSet::from([key(1), key(2)]));
+        assert_eq!(again, HashSet::from([key(1).id(), key(2).id()]));
         dht.on_command(DhtCommand::Provide(again.into_iter().collect()));
         assert_eq!(dht.provide_queries.len(), 2);
         assert!(shared
@@ -725,7 +739,7 @@ mod tests {
     async fn a_batch_starts_at_most_the_inflight_limit_of_queries_and_requeues_the_rest() {
         let (mut dht, shared) = behaviour(false);
         let keys = numbered_keys(100);
-        dht.on_command(DhtCommand::Provide(keys.clone()));
+        dht.on_command(DhtCommand::Provide(ids(&shared, &keys)));
         assert_eq!(dht.provide_queries.len(), MAX_INFLIGHT_PROVIDES);
         assert_eq!(
             shared.inflight.load(Ordering::SeqCst),
@@ -735,7 +749,7 @@ mod tests {
         assert_eq!(requeued.len(), 100 - MAX_INFLIGHT_PROVIDES);
         assert!(keys[MAX_INFLIGHT_PROVIDES..]
             .iter()
-            .all(|key| requeued.contains(key)));
+            .all(|key| requeued.contains(&key.id())));
     }
 
     /// While no DHT peer is known the announcer empties the queue in large batches (they only become local
@@ -745,6 +759,7 @@ mod tests {
         let shared = Arc::new(DhtShared::default());
         shared.waiting_for_peers.store(true, Ordering::SeqCst);
         let keys = numbered_keys(20_000);
+        let keys: Vec<KeyId> = keys.iter().map(ProvideKey::id).collect();
         shared.enqueue(keys.clone());
         shared.enqueue(keys[..10].to_vec());
         assert_eq!(shared.state.lock().unwrap().queue.len(), 20_000);
@@ -777,21 +792,35 @@ mod tests {
     #[tokio::test]
     async fn keys_provided_before_the_first_external_address_are_provided_again_once() {
         let (mut dht, shared) = behaviour(true);
-        dht.on_command(DhtCommand::Provide(vec![key(1), key(2)]));
+        dht.on_command(DhtCommand::Provide(ids(&shared, &[key(1), key(2)])));
         assert!(queued(&shared).is_empty());
         confirm(&mut dht, "/ip4/198.51.100.7/tcp/4001");
-        assert_eq!(queued(&shared), HashSet::from([key(1), key(2)]));
+        assert_eq!(queued(&shared), HashSet::from([key(1).id(), key(2).id()]));
         // Provided with an address: not again, neither at a later confirmation nor for the keys already redone.
-        dht.on_command(DhtCommand::Provide(vec![key(1), key(2), key(3)]));
+        dht.on_command(DhtCommand::Provide(ids(&shared, &[key(1), key(2), key(3)])));
         confirm(&mut dht, "/ip4/198.51.100.8/tcp/4001");
         assert!(queued(&shared).is_empty());
         assert_eq!(shared.state.lock().unwrap().provided.len(), 3);
     }
 
+    /// A queued id whose key the book no longer names (its artifact went meanwhile) is dropped, not provided.
+    #[tokio::test]
+    async fn an_id_the_book_no_longer_names_leaves_the_schedule() {
+        let (mut dht, shared) = behaviour(false);
+        let gone = ids(&shared, &[key(1), key(2)]);
+        shared.book.forget(&[key(2)]);
+        dht.on_command(DhtCommand::Provide(gone));
+        assert_eq!(dht.provide_queries.len(), 1);
+        assert_eq!(dht.provide_queries.values().next(), Some(&key(1)));
+        let st = shared.state.lock().unwrap();
+        assert!(st.provided.contains(key(1).id()));
+        assert!(!st.provided.contains(key(2).id()));
+    }
+
     #[tokio::test]
     async fn the_local_profile_does_not_provide_again_on_its_addresses() {
         let (mut dht, shared) = behaviour(false);
-        dht.on_command(DhtCommand::Provide(vec![key(1)]));
+        dht.on_command(DhtCommand::Provide(ids(&shared, &[key(1)])));
         confirm(&mut dht, "/ip4/127.0.0.1/tcp/4001");
         assert!(queued(&shared).is_empty());
     }

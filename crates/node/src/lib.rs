@@ -12,6 +12,7 @@ mod bitswap;
 mod dht;
 mod extaddr;
 mod identity;
+mod keybook;
 pub mod limits;
 mod profile;
 mod provider_store;
@@ -23,11 +24,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::reprovide::ProvideKey;
 use futures::channel::mpsc;
 use tokio::sync::watch;
 
 pub use cid::Cid;
+pub use keybook::{KeyBook, MemoryKeyBook};
+pub use reprovide::{KeyId, ProvideKey};
 pub use rust_ipfs::{Keypair, Multiaddr, PeerId};
 
 /// Where blocks come from. Implemented by the engine over the index; `get` returns only verified bytes.
@@ -56,6 +58,8 @@ pub struct NodeConfig {
     /// Empty: the profile's defaults (local: 127.0.0.1 TCP on a random port).
     pub listen_addrs: Vec<Multiaddr>,
     pub keypair: Keypair,
+    /// Names provided keys by id (`KeyBook`): the engine's index. `None`: the keys are kept in memory.
+    pub key_book: Option<Arc<dyn KeyBook>>,
 }
 
 /// Where the node's identity key is kept.
@@ -167,6 +171,7 @@ impl Node {
             network,
             listen_addrs,
             keypair,
+            key_book,
         } = config;
         let peer_id = keypair.public().to_peer_id();
         let listen = if listen_addrs.is_empty() {
@@ -175,7 +180,9 @@ impl Node {
             listen_addrs
         };
 
-        let shared = Arc::new(dht::DhtShared::default());
+        let shared = Arc::new(dht::DhtShared::new(
+            key_book.unwrap_or_else(|| Arc::new(MemoryKeyBook::default())),
+        ));
         let (dht_tx, dht_rx) = mpsc::unbounded();
         let counters = Arc::new(bitswap::Counters::default());
         let (inbound_tx, inbound_rx) = mpsc::unbounded();

@@ -3,7 +3,8 @@
 //! slack, so 10k provided keys held ~50 MB and 100k would hold ~400 MB. Here our own provider records are not
 //! stored at all: they are the keys of the reprovide schedule (`crate::reprovide::Schedule`, shared with the
 //! announcer), answered while not paused as plain records (no addresses, no expiry: what `start_providing` stores;
-//! Kademlia fills in our addresses when it answers), so each provided key is held once. Other providers' records
+//! Kademlia fills in our addresses when it answers), so each provided key costs its 16-byte schedule entry (a key
+//! asked for is ours when its id is scheduled and the node's `KeyBook` names the key itself). Other providers' records
 //! are plain vectors with their own bound, and value records go to an inner `MemoryStore`. Everything else
 //! behaves as `MemoryStore` does (in-place update of a provider's record, at most `max_providers_per_key`
 //! providers per key, newcomers ignored when full).
@@ -142,7 +143,7 @@ impl RecordStore for CompactStore {
     }
 
     /// Only libp2p-kad's provider republication job asks (it is off: the announcer reprovides), so the schedule's
-    /// keys are copied out rather than iterated under its lock.
+    /// keys are looked up and copied out rather than iterated under its lock.
     fn provided(&self) -> Self::ProvidedIter<'_> {
         let keys = if self.own_records_hidden {
             Vec::new()
@@ -189,11 +190,14 @@ mod tests {
     /// takes the key.
     fn provide(s: &mut CompactStore, shared: &DhtShared, n: u8) {
         s.add_provider(plain(key(n), s.local)).unwrap();
-        shared.state.lock().unwrap().provided.handed_over(
-            ProvideKey::Sha256([n; 32]),
-            true,
-            unix_now_secs(),
-        );
+        let provided = ProvideKey::Sha256([n; 32]);
+        shared.book.remember(std::slice::from_ref(&provided));
+        shared
+            .state
+            .lock()
+            .unwrap()
+            .provided
+            .handed_over(provided.id(), true, unix_now_secs());
     }
 
     /// What `start_providing` stores for us: no addresses, no expiry.
@@ -233,6 +237,12 @@ mod tests {
         s.add_provider(plain(key(3), local)).unwrap();
         assert!(s.providers(&key(3)).is_empty());
         assert!(s.providers(&RecordKey::new(b"not a multihash")).is_empty());
+        // Nor is a key that shares the first 8 digest bytes (the schedule's id) with one of ours.
+        let mut same_id = [2u8; 32];
+        same_id[31] = 0;
+        let same_id = RecordKey::new(&ProvideKey::Sha256(same_id).multihash_bytes());
+        assert!(s.providers(&same_id).is_empty());
+        assert_eq!(s.providers(&key(2)), vec![plain(key(2), local)]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The keys this node provides (held once, compactly: [`ProvideKey`]), when each is next due for a network provide,
-//! and the compact history file of last-provided times that lets a restart re-provide keys by age (each on its own
-//! 12 h cycle) instead of all of them at once. The schedule's keys are also our provider records: the record store
-//! answers from them (`crate::provider_store`). Pure bookkeeping with the clock passed in (unix seconds), so the
+//! The keys this node provides (by 8-byte id, [`KeyId`]: the full [`ProvideKey`] comes from the node's
+//! [`crate::KeyBook`] when a query starts), when each is next due for a network provide, and the compact history
+//! file of last-provided times that lets a restart re-provide keys by age (each on its own 12 h cycle) instead of
+//! all of them at once. The schedule's keys are also our provider records: the record store answers from them
+//! (`crate::provider_store`). Pure bookkeeping with the clock passed in (unix seconds), so the
 //! schedule is unit-tested without a network.
 
 use std::collections::HashMap;
@@ -48,7 +49,7 @@ impl ProvideKey {
         ProvideKey::of_multihash(cid.hash())
     }
 
-    fn of_multihash(multihash: &Multihash<64>) -> ProvideKey {
+    pub fn of_multihash(multihash: &Multihash<64>) -> ProvideKey {
         match <[u8; 32]>::try_from(multihash.digest()) {
             Ok(digest) if multihash.code() == SHA2_256 => ProvideKey::Sha256(digest),
             _ => ProvideKey::Other(multihash.to_bytes().into_boxed_slice()),
@@ -83,9 +84,9 @@ impl ProvideKey {
         }
     }
 
-    /// The key's id in the history file: the first 8 bytes of its multihash digest. Digests are uniformly random:
-    /// for 100k keys a collision is about one in 10^9, and its only effect is one key re-provided early or late.
-    pub fn history_id(&self) -> u64 {
+    /// The key's id ([`KeyId`]) in the schedule and the history file: the first 8 bytes of its multihash digest
+    /// (little endian). Digests are uniformly random: for 100k keys a collision is about one in 10^9.
+    pub fn id(&self) -> KeyId {
         let mut id = [0u8; 8];
         let digest = self.digest();
         let n = digest.len().min(8);
@@ -109,25 +110,56 @@ fn secs32(secs: u64) -> u32 {
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
+/// A key's id: the first 8 bytes of its multihash digest ([`ProvideKey::id`]). The schedule and the history file
+/// hold only ids; the full key comes from the [`crate::KeyBook`] when a provide query starts.
+pub type KeyId = u64;
+
+/// One key's times in 8 bytes (a schedule entry is 16 with its id, where a whole key and its times took 56).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct KeyTimes {
     /// The last provide that reached the network with our addresses in it (unix s); 0: none known.
     last_ok_secs: u32,
-    /// When the key is next handed to the network (unix s).
-    due_secs: u32,
-    /// Handed over while no external address was confirmed: its records went out without addresses.
-    without_addrs: bool,
-    /// Held back while the routing table was empty (only the local record is stored): provided once a peer is.
-    without_peers: bool,
+    /// When the key is next handed to the network (unix s, rounded down to a multiple of 4), with two marks in the
+    /// low bits: [`WITHOUT_ADDRS`] and [`WITHOUT_PEERS`].
+    due_and_marks: u32,
 }
 
-/// Every provided key with its times, plus the history loaded at start that keys not yet announced can claim.
+/// Handed over while no external address was confirmed: its records went out without addresses.
+const WITHOUT_ADDRS: u32 = 0b01;
+/// Held back while the routing table was empty (only the local record is stored): provided once a peer is.
+const WITHOUT_PEERS: u32 = 0b10;
+const MARKS: u32 = WITHOUT_ADDRS | WITHOUT_PEERS;
+
+impl KeyTimes {
+    fn new(last_ok_secs: u32, due_secs: u32, marks: u32) -> KeyTimes {
+        KeyTimes {
+            last_ok_secs,
+            due_and_marks: (due_secs & !MARKS) | marks,
+        }
+    }
+
+    fn due_secs(self) -> u32 {
+        self.due_and_marks & !MARKS
+    }
+
+    fn with_due(self, due_secs: u32) -> KeyTimes {
+        KeyTimes::new(self.last_ok_secs, due_secs, self.due_and_marks & MARKS)
+    }
+
+    fn has(self, mark: u32) -> bool {
+        self.due_and_marks & mark != 0
+    }
+}
+
+/// Every provided key's id with its times, plus the history loaded at start that keys not yet announced can claim.
+/// Two keys whose ids collide (for 200k keys about one chance in 10^9) share one entry: the book names both when
+/// it is due, and withdrawing one stops the other's records until it is announced again.
 #[derive(Debug)]
 pub struct Schedule {
-    keys: HashMap<ProvideKey, KeyTimes>,
+    keys: HashMap<KeyId, KeyTimes>,
     /// From the history file; an entry is claimed (removed) when its key is announced after the start.
-    history: HashMap<u64, u64>,
-    /// A lower bound of every key's `due_secs` (exact after [`Schedule::take_due`]); `u32::MAX` with no keys.
+    history: HashMap<KeyId, u64>,
+    /// A lower bound of every key's due time (exact after [`Schedule::take_due`]); `u32::MAX` with no keys.
     earliest_due_secs: u32,
     /// A last-provided time changed since the history was last taken for saving.
     dirty: bool,
@@ -149,27 +181,27 @@ impl Schedule {
         self.keys.len()
     }
 
-    pub fn contains(&self, key: &ProvideKey) -> bool {
-        self.keys.contains_key(key)
+    pub fn contains(&self, id: KeyId) -> bool {
+        self.keys.contains_key(&id)
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &ProvideKey> {
-        self.keys.keys()
+    pub fn ids(&self) -> impl Iterator<Item = KeyId> + '_ {
+        self.keys.keys().copied()
     }
 
     /// Loads the history entries (replacing any loaded before).
-    pub fn set_history(&mut self, entries: impl IntoIterator<Item = (u64, u64)>) {
+    pub fn set_history(&mut self, entries: impl IntoIterator<Item = (KeyId, u64)>) {
         self.history = entries.into_iter().collect();
     }
 
     /// A key announced after the start (the index's keys, or a new artifact's): when the history says it was
     /// provided less than [`REPROVIDE_INTERVAL`] ago, it becomes provided now (its provider record answers at once),
     /// due when its own cycle ends, and `true` is returned. Otherwise `false`: provide it now.
-    pub fn claim_recent(&mut self, key: &ProvideKey, now_secs: u64) -> bool {
-        if self.keys.contains_key(key) {
+    pub fn claim_recent(&mut self, id: KeyId, now_secs: u64) -> bool {
+        if self.keys.contains_key(&id) {
             return false;
         }
-        let Some(last_ok_secs) = self.history.remove(&key.history_id()) else {
+        let Some(last_ok_secs) = self.history.remove(&id) else {
             return false;
         };
         if self.history.len() < self.history.capacity() / 4 {
@@ -181,89 +213,62 @@ impl Schedule {
             // Too old (or from a clock that went back): due now, provided through the queue.
             return false;
         }
-        self.set(
-            key.clone(),
-            KeyTimes {
-                last_ok_secs: secs32(last_ok_secs),
-                due_secs: secs32(due_secs),
-                without_addrs: false,
-                without_peers: false,
-            },
-        );
+        self.set(id, KeyTimes::new(secs32(last_ok_secs), secs32(due_secs), 0));
         true
     }
 
-    /// A provide query started for `key`: next due one interval from now (the query's outcome may change that).
-    pub fn handed_over(&mut self, key: ProvideKey, with_addrs: bool, now_secs: u64) {
-        let last_ok_secs = self.keys.get(&key).map_or(0, |t| t.last_ok_secs);
-        self.set(
-            key,
-            KeyTimes {
-                last_ok_secs,
-                due_secs: secs32(now_secs.saturating_add(REPROVIDE_INTERVAL.as_secs())),
-                without_addrs: !with_addrs,
-                without_peers: false,
-            },
-        );
+    /// A provide query started for the key: next due one interval from now (the query's outcome may change that).
+    pub fn handed_over(&mut self, id: KeyId, with_addrs: bool, now_secs: u64) {
+        let last_ok_secs = self.keys.get(&id).map_or(0, |t| t.last_ok_secs);
+        let marks = if with_addrs { 0 } else { WITHOUT_ADDRS };
+        let due_secs = secs32(now_secs.saturating_add(REPROVIDE_INTERVAL.as_secs()));
+        self.set(id, KeyTimes::new(last_ok_secs, due_secs, marks));
     }
 
-    /// No DHT peer to provide `key` to (the routing table is empty): only its local record answers. Due again as
+    /// No DHT peer to provide the key to (the routing table is empty): only its local record answers. Due again as
     /// after a failed query, and provided at once when a peer enters the table ([`Schedule::take_without_peers`]).
-    pub fn held_without_peers(&mut self, key: ProvideKey, now_secs: u64) {
-        let last_ok_secs = self.keys.get(&key).map_or(0, |t| t.last_ok_secs);
-        self.set(
-            key,
-            KeyTimes {
-                last_ok_secs,
-                due_secs: secs32(now_secs.saturating_add(RETRY_AFTER_FAILURE.as_secs())),
-                without_addrs: false,
-                without_peers: true,
-            },
-        );
+    pub fn held_without_peers(&mut self, id: KeyId, now_secs: u64) {
+        let last_ok_secs = self.keys.get(&id).map_or(0, |t| t.last_ok_secs);
+        let due_secs = secs32(now_secs.saturating_add(RETRY_AFTER_FAILURE.as_secs()));
+        self.set(id, KeyTimes::new(last_ok_secs, due_secs, WITHOUT_PEERS));
     }
 
     /// A provide query ended. Success with our addresses in the records is remembered (and saved); a failure is
     /// retried after [`RETRY_AFTER_FAILURE`]. A key withdrawn meanwhile stays withdrawn.
-    pub fn finished(&mut self, key: &ProvideKey, ok: bool, now_secs: u64) {
-        let Some(times) = self.keys.get(key).copied() else {
+    pub fn finished(&mut self, id: KeyId, ok: bool, now_secs: u64) {
+        let Some(times) = self.keys.get(&id).copied() else {
             return;
         };
         if ok {
-            if !times.without_addrs {
-                self.keys.get_mut(key).expect("present").last_ok_secs = secs32(now_secs);
+            if !times.has(WITHOUT_ADDRS) {
+                self.keys.get_mut(&id).expect("present").last_ok_secs = secs32(now_secs);
                 self.dirty = true;
             }
         } else {
             let retry = secs32(now_secs.saturating_add(RETRY_AFTER_FAILURE.as_secs()));
-            self.set(
-                key.clone(),
-                KeyTimes {
-                    due_secs: retry.min(times.due_secs),
-                    ..times
-                },
-            );
+            self.set(id, times.with_due(retry.min(times.due_secs())));
         }
     }
 
-    pub fn remove(&mut self, key: &ProvideKey) {
-        if self.keys.remove(key).is_some_and(|t| t.last_ok_secs != 0) {
+    pub fn remove(&mut self, id: KeyId) {
+        if self.keys.remove(&id).is_some_and(|t| t.last_ok_secs != 0) {
             self.dirty = true;
         }
     }
 
     /// Keys whose cycle has ended, to be queued. Each is pushed one interval ahead meanwhile (set again when it is
     /// handed over), so a key waiting in the queue is not taken twice.
-    pub fn take_due(&mut self, now_secs: u64) -> Vec<ProvideKey> {
+    pub fn take_due(&mut self, now_secs: u64) -> Vec<KeyId> {
         let now = secs32(now_secs);
         let next = secs32(now_secs.saturating_add(REPROVIDE_INTERVAL.as_secs()));
         let mut due = Vec::new();
         let mut earliest = u32::MAX;
-        for (key, times) in &mut self.keys {
-            if times.due_secs <= now {
-                times.due_secs = next;
-                due.push(key.clone());
+        for (&id, times) in &mut self.keys {
+            if times.due_secs() <= now {
+                *times = times.with_due(next);
+                due.push(id);
             }
-            earliest = earliest.min(times.due_secs);
+            earliest = earliest.min(times.due_secs());
         }
         self.earliest_due_secs = earliest;
         due
@@ -276,19 +281,23 @@ impl Schedule {
 
     /// Keys whose records went out without our addresses (handed over before the first external address was
     /// confirmed); they are no longer marked so, and their queries go again once.
-    pub fn take_without_addrs(&mut self) -> Vec<ProvideKey> {
-        self.take_marked(|t| &mut t.without_addrs)
+    pub fn take_without_addrs(&mut self) -> Vec<KeyId> {
+        self.take_marked(WITHOUT_ADDRS)
     }
 
     /// Keys held back while the routing table was empty; they are no longer marked so, and are provided now.
-    pub fn take_without_peers(&mut self) -> Vec<ProvideKey> {
-        self.take_marked(|t| &mut t.without_peers)
+    pub fn take_without_peers(&mut self) -> Vec<KeyId> {
+        self.take_marked(WITHOUT_PEERS)
     }
 
-    fn take_marked(&mut self, mark: fn(&mut KeyTimes) -> &mut bool) -> Vec<ProvideKey> {
+    fn take_marked(&mut self, mark: u32) -> Vec<KeyId> {
         self.keys
             .iter_mut()
-            .filter_map(|(key, t)| std::mem::take(mark(t)).then(|| key.clone()))
+            .filter_map(|(&id, times)| {
+                let marked = times.has(mark);
+                times.due_and_marks &= !mark;
+                marked.then_some(id)
+            })
             .collect()
     }
 
@@ -299,27 +308,27 @@ impl Schedule {
 
     /// What the history file should hold now: every key's last good provide, and history entries not claimed yet
     /// that are still within their cycle (an older one says nothing a missing one does not).
-    pub fn take_history(&mut self, now_secs: u64) -> Vec<(u64, u64)> {
+    pub fn take_history(&mut self, now_secs: u64) -> Vec<(KeyId, u64)> {
         self.dirty = false;
         let horizon = now_secs.saturating_sub(REPROVIDE_INTERVAL.as_secs());
-        let mut entries: HashMap<u64, u64> = self
+        let mut entries: HashMap<KeyId, u64> = self
             .history
             .iter()
             .filter(|(_, &secs)| secs > horizon)
             .map(|(&id, &secs)| (id, secs))
             .collect();
-        for (key, times) in &self.keys {
+        for (&id, times) in &self.keys {
             if times.last_ok_secs != 0 {
-                let entry = entries.entry(key.history_id()).or_default();
+                let entry = entries.entry(id).or_default();
                 *entry = (*entry).max(u64::from(times.last_ok_secs));
             }
         }
         entries.into_iter().collect()
     }
 
-    fn set(&mut self, key: ProvideKey, times: KeyTimes) {
-        self.earliest_due_secs = self.earliest_due_secs.min(times.due_secs);
-        self.keys.insert(key, times);
+    fn set(&mut self, id: KeyId, times: KeyTimes) {
+        self.earliest_due_secs = self.earliest_due_secs.min(times.due_secs());
+        self.keys.insert(id, times);
     }
 }
 
@@ -387,8 +396,8 @@ mod tests {
     const HOUR: u64 = 3600;
     const START: u64 = 1_800_000_000;
 
-    fn key(n: u8) -> ProvideKey {
-        ProvideKey::Sha256([n; 32])
+    fn key(n: u8) -> KeyId {
+        ProvideKey::Sha256([n; 32]).id()
     }
 
     #[test]
@@ -410,11 +419,8 @@ mod tests {
             );
         }
         // History ids are the digest's first 8 bytes, as the file has always stored them.
-        assert_eq!(
-            ProvideKey::of_cid(&v0).history_id(),
-            u64::from_le_bytes([7; 8])
-        );
-        assert_eq!(other.history_id(), u64::from_le_bytes([9; 8]));
+        assert_eq!(ProvideKey::of_cid(&v0).id(), u64::from_le_bytes([7; 8]));
+        assert_eq!(other.id(), u64::from_le_bytes([9; 8]));
         assert_eq!(ProvideKey::of_record_key(b"not a multihash"), None);
         assert_eq!(other.to_string(), Cid::new_v1(0x55, sha512).to_string());
     }
@@ -426,12 +432,12 @@ mod tests {
         let provided_at = [(1, START), (2, START + 3 * HOUR), (3, START + 6 * HOUR)];
         for (n, at) in provided_at {
             before.handed_over(key(n), true, at);
-            before.finished(&key(n), true, at);
+            before.finished(key(n), true, at);
         }
         before.handed_over(key(4), true, START - 20 * HOUR);
-        before.finished(&key(4), true, START - 20 * HOUR);
+        before.finished(key(4), true, START - 20 * HOUR);
         before.handed_over(key(5), true, START);
-        before.finished(&key(5), false, START);
+        before.finished(key(5), false, START);
         let restart = START + 7 * HOUR;
         let saved = encode_history(&before.take_history(restart));
         assert!(!before.is_dirty());
@@ -439,7 +445,7 @@ mod tests {
         let mut after = Schedule::default();
         after.set_history(decode_history(&saved).unwrap());
         let restored: Vec<u8> = (1..=5)
-            .filter(|&n| after.claim_recent(&key(n), restart))
+            .filter(|&n| after.claim_recent(key(n), restart))
             .collect();
         // 1..=3 were provided within 12 h: kept (local record only); 4 (27 h ago) and 5 (never) go out now.
         assert_eq!(restored, vec![1, 2, 3]);
@@ -452,14 +458,14 @@ mod tests {
         assert_eq!(after.next_due_secs(), Some(START + 18 * HOUR));
         assert_eq!(after.take_due(START + 18 * HOUR), vec![key(3)]);
         // A claimed entry is gone: announcing the key again later means providing it.
-        assert!(!after.claim_recent(&key(7), restart));
+        assert!(!after.claim_recent(key(7), restart));
     }
 
     #[test]
     fn failures_retry_after_an_hour_and_are_not_remembered() {
         let mut s = Schedule::default();
         s.handed_over(key(1), true, START);
-        s.finished(&key(1), false, START + 10);
+        s.finished(key(1), false, START + 10);
         assert!(!s.is_dirty());
         assert!(s.take_due(START + HOUR).is_empty());
         assert_eq!(s.take_due(START + 10 + HOUR), vec![key(1)]);
@@ -473,7 +479,7 @@ mod tests {
         let mut s = Schedule::default();
         s.handed_over(key(1), false, START);
         s.handed_over(key(2), false, START);
-        s.finished(&key(1), true, START + 5);
+        s.finished(key(1), true, START + 5);
         assert!(
             s.take_history(START + 5).is_empty(),
             "no addresses, not a real provide"
@@ -488,22 +494,34 @@ mod tests {
     }
 
     #[test]
+    fn marks_share_the_due_time_word_without_moving_it_later() {
+        let mut s = Schedule::default();
+        // An odd second: due is kept to a multiple of 4, never later than asked.
+        s.held_without_peers(key(1), START + 3);
+        s.handed_over(key(2), false, START + 3);
+        assert_eq!(s.next_due_secs(), Some(START + HOUR));
+        assert!(s.take_due(START + HOUR - 1).is_empty());
+        assert_eq!(s.take_due(START + HOUR), vec![key(1)]);
+        // Taking a due key keeps its mark; taking the mark keeps its due time.
+        assert_eq!(s.take_without_peers(), vec![key(1)]);
+        assert!(s.take_without_peers().is_empty());
+        assert_eq!(s.take_without_addrs(), vec![key(2)]);
+        assert_eq!(s.take_due(START + 12 * HOUR), vec![key(2)]);
+        assert!(s.take_due(START + 13 * HOUR - 1).is_empty());
+        assert_eq!(s.take_due(START + 13 * HOUR), vec![key(1)]);
+    }
+
+    #[test]
     fn withdrawn_keys_leave_the_history_and_stale_entries_are_dropped() {
         let mut s = Schedule::default();
-        s.set_history([
-            (key(8).history_id(), START - 13 * HOUR),
-            (key(9).history_id(), START - HOUR),
-        ]);
+        s.set_history([(key(8), START - 13 * HOUR), (key(9), START - HOUR)]);
         s.handed_over(key(1), true, START);
-        s.finished(&key(1), true, START);
-        s.remove(&key(1));
-        s.finished(&key(1), true, START + 1);
-        assert!(!s.contains(&key(1)));
+        s.finished(key(1), true, START);
+        s.remove(key(1));
+        s.finished(key(1), true, START + 1);
+        assert!(!s.contains(key(1)));
         // Key 9's unclaimed entry is still within its cycle and kept; key 8's is older than a cycle.
-        assert_eq!(
-            s.take_history(START),
-            vec![(key(9).history_id(), START - HOUR)]
-        );
+        assert_eq!(s.take_history(START), vec![(key(9), START - HOUR)]);
     }
 
     #[test]

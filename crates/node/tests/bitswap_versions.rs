@@ -185,6 +185,7 @@ async fn start_node(store: MemStore) -> Node {
         network: NetworkProfile::Local,
         listen_addrs: vec![],
         keypair: Keypair::generate_ed25519(),
+        key_book: None,
     };
     Node::start(config, Arc::new(store)).await.unwrap()
 }

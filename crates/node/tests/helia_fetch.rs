@@ -125,6 +125,7 @@ async fn start_node(store: Arc<MemStore>) -> Node {
         network: NetworkProfile::Local,
         listen_addrs: vec![],
         keypair: Keypair::generate_ed25519(),
+        key_book: None,
     };
     tokio::time::timeout(Duration::from_secs(60), Node::start(config, store))
         .await

@@ -51,6 +51,7 @@ pub async fn start_empty_node(network: NetworkProfile) -> Node {
                 network,
                 listen_addrs: vec![],
                 keypair: Keypair::generate_ed25519(),
+                key_book: None,
             },
             Arc::new(EmptyStore),
         ),
