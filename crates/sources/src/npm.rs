@@ -16,7 +16,8 @@
 //!   (`cache-control: private`/`no-store`, an `authorization` request header, `vary: authorization`) is private
 //!   whatever its registry. Packuments and other non-tarball content are not artifacts.
 //! - Roots: `npm_config_cache` / `NPM_CONFIG_CACHE`, else `cache=` in the user's `.npmrc`, else `~/.npm`
-//!   (`%LocalAppData%\npm-cache` on Windows); the watched root is `<cache>` (it outlives `npm cache clean`).
+//!   (`%LocalAppData%\npm-cache` on Windows). The scanned root is `<cache>` (it outlives
+//!   `npm cache clean`); only `_cacache/tmp` is watched (`watch_roots` says why).
 
 pub mod cacache;
 pub mod registry;
@@ -49,6 +50,8 @@ const REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// A walk after the first reads the buckets modified since the previous walk began, less this margin (file times
 /// are coarser than the clock).
 const WALK_MARGIN: Duration = Duration::from_secs(2);
+/// cacache's buckets sit in `index-v5/<2>/<2>/`: directories at this depth below `index-v5` hold them.
+const BUCKET_DIR_DEPTH: usize = 2;
 
 /// The npm cache (`<cache>/_cacache`).
 pub struct NpmSource {
@@ -60,10 +63,9 @@ pub struct NpmSource {
 /// Which bucket files of `index-v5` name which content, and nothing more: the buckets a lookup needs are read again
 /// at that lookup, so what it returns is what the files say now. ≈ 56 bytes per entry (≈ 5.6 MB at 100k tarballs;
 /// keeping every parsed entry, twice, took ≈ 2.5 KB each: 284 MB idle at 100k). Built by reading every bucket at
-/// the first lookup; then a bucket the watcher sees written is taken in at once (`artifacts_for_sidecar`), and a
-/// lookup that misses walks `index-v5` again (`entries_for` says when), reading only the buckets changed since the
-/// last walk. A bucket already in the view is not added twice.
-#[derive(Default)]
+/// the first lookup; then the buckets npm writes are taken in by the look a write in `tmp` asks for
+/// (`artifacts_for_sidecar`), and a lookup that misses walks `index-v5` again (`entries_for` says when), reading
+/// only the buckets changed since the last walk. A bucket already in the view is not added twice.
 struct IndexView {
     /// (the first 8 bytes of a content's sha512, the bucket naming it: an index into `buckets`), sorted.
     by_content: Vec<(u64, u32)>,
@@ -72,6 +74,10 @@ struct IndexView {
     walked_at: Option<SystemTime>,
     /// When the last walk ended (`None`: never walked).
     refreshed: Option<Instant>,
+    /// When the last look at `index-v5` for a settled `tmp` path began (at first: when the source was made; what
+    /// was cached before that is the first scan's). Apart from `walked_at`: a walk for a lookup takes buckets into
+    /// the view but does not hand their blobs to the indexer, so it must not hide them from this look.
+    swept_at: SystemTime,
 }
 
 /// A bucket file: cacache names it by the sha256 of its key, `index-v5/<2>/<2>/<60 hex>`, kept as the 32 bytes;
@@ -96,7 +102,13 @@ impl NpmSource {
         NpmSource {
             cacache: cache_dir.join("_cacache"),
             policy,
-            index: Mutex::new(IndexView::default()),
+            index: Mutex::new(IndexView {
+                by_content: Vec::new(),
+                buckets: Vec::new(),
+                walked_at: None,
+                refreshed: None,
+                swept_at: SystemTime::now(),
+            }),
         }
     }
 
@@ -126,6 +138,34 @@ impl NpmSource {
 
     fn index_dir(&self) -> PathBuf {
         self.cacache.join("index-v5")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.cacache.join("tmp")
+    }
+
+    /// The content blobs of the tarball entries among a bucket's lines (removed ones included).
+    fn tarball_blobs(&self, lines: &[(String, Option<CacacheEntry>)]) -> Vec<PathBuf> {
+        lines
+            .iter()
+            .filter_map(|(_, entry)| entry.as_ref())
+            .filter(|entry| {
+                entry
+                    .key
+                    .strip_prefix(REQUEST_CACHE)
+                    .is_some_and(|url| parse_tarball_url(url).is_some())
+                    || entry.key.starts_with(PACOTE_TARBALL)
+            })
+            .filter_map(|entry| parse_sri_sha512(&entry.integrity))
+            .map(|digest| {
+                let hex = hex::encode(digest);
+                self.cacache
+                    .join("content-v2/sha512")
+                    .join(&hex[..2])
+                    .join(&hex[2..4])
+                    .join(&hex[4..])
+            })
+            .collect()
     }
 
     /// How the view keeps the bucket at `path`.
@@ -184,14 +224,34 @@ impl NpmSource {
     /// Walks `index-v5` and adds the contents named by the buckets modified since the last walk began (every
     /// bucket on the first walk).
     fn refresh(&self, view: &mut IndexView) {
-        let since = view.walked_at.map(|at| {
+        let began = SystemTime::now();
+        let sorted_len = view.by_content.len();
+        self.walk_buckets(view.walked_at, |path| {
+            self.add_bucket(view, sorted_len, path, &Self::read_bucket(path));
+        });
+        view.by_content.sort_unstable();
+        view.walked_at = Some(began);
+        view.refreshed = Some(Instant::now());
+    }
+
+    /// Calls `on_bucket` with every bucket file of `index-v5` created or modified since `since` (less
+    /// [`WALK_MARGIN`]; every bucket when `None`). A bucket directory (`index-v5/<2>/<2>`) not modified since is
+    /// not listed: a new bucket is a new file in it, which changes its time, so such a walk stats the 65536
+    /// directories rather than every bucket (≈ 0.1 s instead of 1.3 s at 100k tarballs). A line appended to a
+    /// bucket that already existed (the same URL fetched again) is taken in by the first walk after a restart.
+    fn walk_buckets(&self, since: Option<SystemTime>, mut on_bucket: impl FnMut(&Path)) {
+        let since = since.map(|at| {
             at.checked_sub(WALK_MARGIN)
                 .unwrap_or(SystemTime::UNIX_EPOCH)
         });
-        let began = SystemTime::now();
-        let sorted_len = view.by_content.len();
-        let mut stack = vec![self.index_dir()];
-        while let Some(dir) = stack.pop() {
+        let unchanged = |entry: &fs::DirEntry| {
+            since.is_some_and(|since| {
+                let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
+                modified.is_some_and(|modified| modified < since)
+            })
+        };
+        let mut stack = vec![(self.index_dir(), 0usize)];
+        while let Some((dir, depth)) = stack.pop() {
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
             };
@@ -200,25 +260,14 @@ impl NpmSource {
                     continue;
                 };
                 if kind.is_dir() {
-                    stack.push(entry.path());
-                    continue;
-                }
-                if !kind.is_file() {
-                    continue;
-                }
-                if let Some(since) = since {
-                    let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
-                    if modified.is_some_and(|m| m < since) {
-                        continue;
+                    if depth + 1 != BUCKET_DIR_DEPTH || !unchanged(&entry) {
+                        stack.push((entry.path(), depth + 1));
                     }
+                } else if kind.is_file() && !unchanged(&entry) {
+                    on_bucket(&entry.path());
                 }
-                let path = entry.path();
-                self.add_bucket(view, sorted_len, &path, &Self::read_bucket(&path));
             }
         }
-        view.by_content.sort_unstable();
-        view.walked_at = Some(began);
-        view.refreshed = Some(Instant::now());
     }
 
     /// Adds to the view the contents that the bucket at `path` (whose live entries are `entries`) names and the view
@@ -300,9 +349,9 @@ impl NpmSource {
 
     /// The index entries referring to the content whose sha512 is `digest`: the buckets the view names for it, read
     /// now. On a miss the view first takes in the buckets changed since the last walk: when the blob is newer than
-    /// that walk (its entry cannot have been seen: a scan after a bucket event was lost, in a directory created
-    /// before its watch), else at most every [`REFRESH_EVERY`]. A new tarball does not wait for a walk: its
-    /// bucket's event puts it in the view first (`artifacts_for_sidecar`).
+    /// that walk (its entry cannot have been seen: a scan that raced npm's write), else at most every
+    /// [`REFRESH_EVERY`]. A new tarball does not wait for a walk: the look its write in `tmp` asks for puts it in the
+    /// view first (`artifacts_for_sidecar`).
     fn entries_for(&self, digest: &[u8], blob_mtime: Option<SystemTime>) -> Vec<CacacheEntry> {
         let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
         if view.refreshed.is_none() {
@@ -433,51 +482,47 @@ impl CacheSource for NpmSource {
         self.content_hex(path).is_some()
     }
 
-    /// Only `index-v5` is watched, not the 65536 directories of `content-v2` (at 100k tarballs that halves the
-    /// watches: ≈ 15 MB of notify's tables and as much kernel memory). cacache writes a blob before the index line
-    /// that names it, and every change to what npm caches (a new tarball, an entry removed, `npm cache verify`
-    /// rewriting buckets) writes a bucket; a blob deleted by hand is withdrawn by the next scan, or by the first
-    /// block read that finds it gone. `npm cache clean --force` deletes `_cacache`, which the watcher sees as the
-    /// loss of this root: it rescans.
+    /// Only `_cacache/tmp` is watched: cacache writes every blob there first and moves it into place, then appends
+    /// the index line that names it, so activity in `tmp` is what tells that npm cached something (a new tarball,
+    /// a tarball fetched again). Watching `index-v5` took a watch on each of its 65536 directories at 100k tarballs
+    /// (≈ 15 MB of notify's tables, as much kernel memory, and a large share of the user's `max_user_watches`);
+    /// `content-v2` has as many. A settled `tmp` path asks for one look at `index-v5` (`artifacts_for_sidecar`).
+    /// Not seen until the next scan: a blob or a bucket deleted by hand or by `npm cache clean <key>` (a block read
+    /// that finds its file gone withdraws it first). `npm cache clean --force` deletes `_cacache`, and
+    /// `npm cache verify` deletes `tmp`: the watcher sees its root go and rescans.
     fn watch_roots(&self) -> Vec<PathBuf> {
-        vec![self.index_dir()]
+        vec![self.tmp_dir()]
     }
 
-    /// An index bucket was written: the view takes its live entries in (whether or not their blobs exist yet), and
-    /// the blob of every tarball entry the bucket has held is looked at again: a blob described while its line was
-    /// still missing (cacache moves the blob into place BEFORE it appends the line) is seeded now, and one whose
-    /// entry was removed is withdrawn (or found gone). Packuments are not returned.
+    /// A path in `tmp` settled (npm cached something): `index-v5` itself is returned, one work item for the
+    /// indexer however many `tmp` files settle while it waits. For `index-v5`: the buckets created since the last
+    /// walk are taken into the view (`refresh`, ≈ 0.1 s at 100k tarballs), and the blob of every tarball entry they
+    /// have held is returned: a new tarball is seeded now, and a blob whose entry was removed is withdrawn (or
+    /// found gone). Packuments are not returned.
     fn artifacts_for_sidecar(&self, path: &Path) -> Vec<PathBuf> {
-        if path.strip_prefix(self.index_dir()).is_err() {
+        if path.parent() == Some(self.tmp_dir().as_path()) {
+            return vec![self.index_dir()];
+        }
+        if path != self.index_dir() {
             return Vec::new();
         }
-        let lines = bucket_lines(&Self::bucket_bytes(path));
-        let mut blobs: Vec<PathBuf> = Vec::new();
-        for entry in lines.iter().filter_map(|(_, entry)| entry.as_ref()) {
-            let tarball = entry
-                .key
-                .strip_prefix(REQUEST_CACHE)
-                .is_some_and(|url| parse_tarball_url(url).is_some())
-                || entry.key.starts_with(PACOTE_TARBALL);
-            let Some(digest) = parse_sri_sha512(&entry.integrity).filter(|_| tarball) else {
-                continue;
-            };
-            let hex = hex::encode(digest);
-            let blob = self
-                .cacache
-                .join("content-v2/sha512")
-                .join(&hex[..2])
-                .join(&hex[2..4])
-                .join(&hex[4..]);
-            if !blobs.contains(&blob) {
-                blobs.push(blob);
-            }
-        }
         let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let began = SystemTime::now();
+        let mut buckets = Vec::new();
+        self.walk_buckets(Some(view.swept_at), |path| buckets.push(path.to_path_buf()));
         let sorted_len = view.by_content.len();
-        if self.add_bucket(&mut view, sorted_len, path, &live_entries(lines)) {
-            view.by_content.sort_unstable();
+        let mut blobs: Vec<PathBuf> = Vec::new();
+        for bucket in buckets {
+            let lines = bucket_lines(&Self::bucket_bytes(&bucket));
+            for blob in self.tarball_blobs(&lines) {
+                if !blobs.contains(&blob) {
+                    blobs.push(blob);
+                }
+            }
+            self.add_bucket(&mut view, sorted_len, &bucket, &live_entries(lines));
         }
+        view.by_content.sort_unstable();
+        view.swept_at = began;
         blobs
     }
 

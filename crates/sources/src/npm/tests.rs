@@ -77,6 +77,20 @@ impl Cache {
     }
 }
 
+/// What the engine does when npm cached something: a settled `tmp` path asks for a look at `index-v5`, and that
+/// look names the blobs to look at again.
+fn look(source: &NpmSource, cache: &Cache) -> Vec<PathBuf> {
+    let tmp = cache.cacache().join("tmp/d8a5c0e1");
+    let index_dir = cache.cacache().join("index-v5");
+    assert_eq!(source.artifacts_for_sidecar(&tmp), vec![index_dir.clone()]);
+    source.artifacts_for_sidecar(&index_dir)
+}
+
+/// Sets the modification time of `path` (a file or a directory).
+fn set_mtime(path: &Path, at: std::time::SystemTime) {
+    fs::File::open(path).unwrap().set_modified(at).unwrap();
+}
+
 fn url_key(url: &str) -> String {
     format!("{REQUEST_CACHE}{url}")
 }
@@ -361,8 +375,8 @@ fn unindexed_deleted_empty_and_temp_files_are_not_seeded() {
     let path = cache.put_content(bytes);
     let key = url_key("https://registry.test/r/-/r-1.0.0.tgz");
     cache.insert(&key, Some(&sri(bytes)));
-    // The bucket's event (the engine's watcher) takes it into the view.
-    source.artifacts_for_sidecar(&cache.bucket(&key));
+    // npm's write (the engine's watcher) takes it into the view.
+    look(&source, &cache);
     assert!(source.describe(&path).is_ok());
     cache.insert(&key, None);
     // The same source sees the deletion at once: a lookup reads the buckets it names again.
@@ -383,27 +397,28 @@ fn unindexed_deleted_empty_and_temp_files_are_not_seeded() {
     assert!(!source.is_candidate(Path::new("/elsewhere/content-v2/sha512/ab/cd/x")));
 }
 
-/// A new tarball does not wait for a walk of index-v5 (≈ 1.3 s at 100k tarballs): the watcher sees its bucket
-/// written, the view takes that bucket in, and the blob is looked at again. A walk is for a blob whose entry the
-/// view cannot have seen (newer than the last walk), else at most once a second.
+/// A new tarball does not wait for a walk of every bucket (≈ 1.3 s at 100k tarballs): npm's write in `tmp` asks
+/// for a look at the bucket directories changed since the last look, which takes the new bucket into the view and
+/// names its blob. A walk is for a blob whose entry the view cannot have seen (newer than the last walk), else at
+/// most once a second.
 #[test]
-fn a_new_tarball_is_found_through_its_bucket_event_not_a_walk() {
+fn a_new_tarball_is_found_through_a_look_at_changed_bucket_dirs_not_a_walk() {
     let cache = Cache::new();
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let two_hours_ago = an_hour_ago - std::time::Duration::from_secs(3600);
     let older = b"an older tarball";
     let older_key = url_key("https://registry.test/o/-/o-1.0.0.tgz");
     let older_path = cache.put_content(older);
     cache.insert(&older_key, Some(&sri(older)));
+    // Cached two hours before the daemon started: the first scan's, not a look's.
+    set_mtime(&cache.bucket(&older_key), two_hours_ago);
+    set_mtime(cache.bucket(&older_key).parent().unwrap(), two_hours_ago);
     let source = cache.source(policy());
+    assert!(look(&source, &cache).is_empty());
     assert_eq!(source.describe(&older_path).unwrap().name, "o");
-    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     let bytes = b"a blob older than the walk";
     let path = cache.put_content(bytes);
-    fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(an_hour_ago)
-        .unwrap();
+    set_mtime(&path, an_hour_ago);
     let key = url_key("https://registry.test/y/-/y-1.0.0.tgz");
     cache.insert(&key, Some(&sri(bytes)));
     // Within a second of the last walk, a miss for a blob older than that walk does not walk again.
@@ -412,22 +427,29 @@ fn a_new_tarball_is_found_through_its_bucket_event_not_a_walk() {
         Err(NotAnArtifact::NoChecksum(_))
     ));
     assert_eq!(source.index.lock().unwrap().by_content.len(), 1);
-    // The bucket's event: taken into the view, pointing back at the blob.
-    assert_eq!(
-        source.artifacts_for_sidecar(&cache.bucket(&key)),
-        vec![path.clone()]
-    );
+    // npm's write: the new bucket (in a directory changed since the last look) is taken into the view, and its
+    // blob is named.
+    assert_eq!(look(&source, &cache), vec![path.clone()]);
     assert_eq!(source.describe(&path).unwrap().name, "y");
-    // A blob newer than the last walk, whose bucket event was lost: its miss walks at once.
+    // A directory not changed since the last look is not listed again.
+    set_mtime(&cache.bucket(&key), two_hours_ago);
+    set_mtime(cache.bucket(&key).parent().unwrap(), two_hours_ago);
+    assert!(look(&source, &cache).is_empty());
+    // A blob newer than the last walk, whose look has not come yet: its miss walks at once.
     let fresh = b"a blob newer than the walk";
     let fresh_path = cache.put_content(fresh);
-    cache.insert(
-        &url_key("https://registry.test/f/-/f-1.0.0.tgz"),
-        Some(&sri(fresh)),
-    );
+    let fresh_key = url_key("https://registry.test/f/-/f-1.0.0.tgz");
+    cache.insert(&fresh_key, Some(&sri(fresh)));
     assert_eq!(source.describe(&fresh_path).unwrap().name, "f");
-    // A bucket seen again (another event, a later walk) is not added twice.
-    source.artifacts_for_sidecar(&cache.bucket(&key));
+    // That walk took the bucket into the view, but the look still names its blob (the walk handed it to nobody):
+    // a look reaches back to the last look, however recent the last walk (here: the bucket was written half an
+    // hour ago, the last walk was just now and the last look an hour ago).
+    let half_an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(1800);
+    set_mtime(&cache.bucket(&fresh_key), half_an_hour_ago);
+    set_mtime(cache.bucket(&fresh_key).parent().unwrap(), half_an_hour_ago);
+    source.index.lock().unwrap().swept_at = an_hour_ago;
+    assert_eq!(look(&source, &cache), vec![fresh_path.clone()]);
+    // A bucket seen again (another look, a later walk) is not added twice.
     std::thread::sleep(REFRESH_EVERY);
     assert!(matches!(
         source.describe(&cache.put_content(b"unindexed")),
@@ -451,38 +473,34 @@ fn an_index_line_that_lands_late_points_back_at_its_blob() {
     ));
     cache.insert(&key, Some(&sri(bytes)));
     // The bucket names the blob, so the engine looks at it again at once.
-    assert_eq!(
-        source.artifacts_for_sidecar(&cache.bucket(&key)),
-        vec![path.clone()]
-    );
+    assert_eq!(look(&source, &cache), vec![path.clone()]);
     assert_eq!(source.describe(&path).unwrap().name, "late");
     // An entry removed (cacache.rm.entry appends a deletion): its blob is looked at again, and is no longer seeded.
     cache.insert(&key, None);
-    assert_eq!(
-        source.artifacts_for_sidecar(&cache.bucket(&key)),
-        vec![path.clone()]
-    );
+    assert_eq!(look(&source, &cache), vec![path.clone()]);
     assert!(matches!(
         source.describe(&path),
         Err(NotAnArtifact::NoChecksum(_))
     ));
-    // An entry whose blob is absent is named too (the engine finds it gone); a packument entry and paths outside
-    // index-v5 point at nothing.
+    // An entry whose blob is absent is named too (the engine finds it gone); a packument entry, a bucket and a
+    // blob point at nothing.
     let packument = b"{\"name\":\"late\"}";
     cache.put_content(packument);
     let pkey = url_key("https://registry.test/late");
     cache.insert(&pkey, Some(&sri(packument)));
-    assert!(source
-        .artifacts_for_sidecar(&cache.bucket(&pkey))
-        .is_empty());
     let gone = url_key("https://registry.test/gone/-/gone-1.0.0.tgz");
     cache.insert(&gone, Some(&sri(b"never stored")));
-    let named = source.artifacts_for_sidecar(&cache.bucket(&gone));
-    assert_eq!(named.len(), 1);
-    assert!(source.is_candidate(&named[0]) && !named[0].exists());
+    let named = look(&source, &cache);
+    assert!(named.contains(&path), "{named:?}");
+    let unseen: Vec<&PathBuf> = named.iter().filter(|p| **p != path).collect();
+    assert_eq!(unseen.len(), 1, "only the absent tarball's blob: {named:?}");
+    assert!(source.is_candidate(unseen[0]) && !unseen[0].exists());
     assert!(source.artifacts_for_sidecar(&path).is_empty());
-    // Only index-v5 is watched.
-    assert_eq!(source.watch_roots(), vec![cache.cacache().join("index-v5")]);
+    assert!(source
+        .artifacts_for_sidecar(&cache.bucket(&gone))
+        .is_empty());
+    // Only tmp is watched.
+    assert_eq!(source.watch_roots(), vec![cache.cacache().join("tmp")]);
 }
 
 #[test]
