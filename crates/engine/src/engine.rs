@@ -2,7 +2,7 @@
 //! the watcher. Index updates are serialised through one indexer task (it owns the work queue and runs each
 //! file's blocking work off the async threads); everything else reads shared state.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -51,6 +51,9 @@ impl EngineOptions {
 pub(crate) enum Work {
     /// A path an event or a scan found; it may be new, changed or gone.
     Path(PathBuf),
+    /// A path to look at again, not before this time (its source asked: `CacheSource::look_again_in`). One per
+    /// path is kept, the earliest.
+    PathAt(PathBuf, std::time::Instant),
     /// A block read found this artifact's file changed: withdraw it, then look at the path again.
     Stale(ArtifactId),
     /// A full scan of every root.
@@ -585,20 +588,41 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
         )
         .ok();
     let mut scanning = false;
+    let mut later: HashMap<PathBuf, std::time::Instant> = HashMap::new();
     loop {
+        let now = std::time::Instant::now();
+        let due: Vec<PathBuf> = later
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in due {
+            later.remove(&path);
+            enqueue(&mut queue, &mut queued_paths, &mut later, Work::Path(path));
+        }
         if queue.is_empty() {
             // Nothing else to do: what a scan left pending is written before waiting, and a scan's queue (every
             // candidate path) gives its memory back.
             write_pending(&shared).await;
             queue.shrink_to_fit();
             queued_paths.shrink_to_fit();
-            match work_rx.recv().await {
-                Some(work) => enqueue(&mut queue, &mut queued_paths, work),
-                None => return,
+            let next_later = later.values().min().copied();
+            let wait_for_later = async {
+                match next_later {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                work = work_rx.recv() => match work {
+                    Some(work) => enqueue(&mut queue, &mut queued_paths, &mut later, work),
+                    None => return,
+                },
+                _ = wait_for_later => continue,
             }
         }
         while let Ok(work) = work_rx.try_recv() {
-            enqueue(&mut queue, &mut queued_paths, work);
+            enqueue(&mut queue, &mut queued_paths, &mut later, work);
         }
         let Some(work) = queue.pop_front() else {
             continue;
@@ -623,6 +647,8 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
                     note_scan_progress(&shared, &outcome);
                 }
             }
+            // `enqueue` keeps these aside in `later`; never queued.
+            work @ Work::PathAt(..) => enqueue(&mut queue, &mut queued_paths, &mut later, work),
             Work::Stale(id) => {
                 let shared_for_task = shared.clone();
                 let _ = tokio::task::spawn_blocking(move || {
@@ -654,7 +680,7 @@ async fn run_indexer(shared: Arc<Shared>, mut work_rx: mpsc::UnboundedReceiver<W
                     };
                 }
                 for path in paths {
-                    enqueue(&mut queue, &mut queued_paths, Work::Path(path));
+                    enqueue(&mut queue, &mut queued_paths, &mut later, Work::Path(path));
                 }
                 queue.push_back(Work::ScanDone { first: first_scan });
                 first_scan = false;
@@ -737,13 +763,20 @@ async fn within_batch_deadline<T>(
     out
 }
 
-fn enqueue(queue: &mut VecDeque<Work>, queued_paths: &mut HashSet<PathBuf>, work: Work) {
-    if let Work::Path(path) = &work {
-        if !queued_paths.insert(path.clone()) {
-            return;
+fn enqueue(
+    queue: &mut VecDeque<Work>,
+    queued_paths: &mut HashSet<PathBuf>,
+    later: &mut HashMap<PathBuf, std::time::Instant>,
+    work: Work,
+) {
+    match work {
+        Work::Path(path) if !queued_paths.insert(path.clone()) => {}
+        Work::PathAt(path, at) => {
+            let earliest = later.entry(path).or_insert(at);
+            *earliest = (*earliest).min(at);
         }
+        work => queue.push_back(work),
     }
-    queue.push_back(work);
 }
 
 fn note_scan_progress(shared: &Shared, outcome: &Outcome) {
@@ -759,5 +792,41 @@ fn note_scan_progress(shared: &Shared, outcome: &Outcome) {
         let progress = scan.clone();
         drop(scan);
         shared.emit(EngineEvent::ScanProgress(progress));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_queued_once_and_a_later_look_keeps_the_earliest_time() {
+        let (mut queue, mut queued, mut later) = (VecDeque::new(), HashSet::new(), HashMap::new());
+        let path = PathBuf::from("/cache/index");
+        enqueue(
+            &mut queue,
+            &mut queued,
+            &mut later,
+            Work::Path(path.clone()),
+        );
+        enqueue(
+            &mut queue,
+            &mut queued,
+            &mut later,
+            Work::Path(path.clone()),
+        );
+        assert_eq!(queue.len(), 1);
+        let now = std::time::Instant::now();
+        let soon = now + std::time::Duration::from_millis(300);
+        for at in [now + std::time::Duration::from_secs(1), soon] {
+            enqueue(
+                &mut queue,
+                &mut queued,
+                &mut later,
+                Work::PathAt(path.clone(), at),
+            );
+        }
+        assert_eq!(queue.len(), 1, "kept aside, not queued");
+        assert_eq!(later, HashMap::from([(path, soon)]));
     }
 }

@@ -82,10 +82,19 @@ fn own_link(shared: &Shared, path: &Path) -> Option<PathBuf> {
 fn look_at_path(shared: &Shared, path: &Path) -> Outcome {
     let sources = shared.sources();
     let Some(source) = sources.iter().find(|s| s.is_candidate(path)) else {
-        // A sidecar some clients write after the artifact (NuGet's .nupkg.metadata, conda's repodata_record.json):
-        // the artifact it completes is looked at again.
-        for artifact in sources.iter().flat_map(|s| s.artifacts_for_sidecar(path)) {
-            let _ = shared.work.send(crate::engine::Work::Path(artifact));
+        // A sidecar some clients write after the artifact (NuGet's .nupkg.metadata, conda's repodata_record.json,
+        // npm's tmp files and index): the artifacts it concerns are looked at again, and the source may ask to be
+        // handed the path again later (npm spaces its looks at index-v5).
+        for source in sources.iter() {
+            for artifact in source.artifacts_for_sidecar(path) {
+                let _ = shared.work.send(crate::engine::Work::Path(artifact));
+            }
+            if let Some(after) = source.look_again_in(path) {
+                let at = std::time::Instant::now() + after;
+                let _ = shared
+                    .work
+                    .send(crate::engine::Work::PathAt(path.to_path_buf(), at));
+            }
         }
         return Outcome::Ignored;
     };

@@ -323,6 +323,12 @@ pub trait CacheSource: Send + Sync {
     fn artifacts_for_sidecar(&self, _path: &Path) -> Vec<PathBuf> {
         Vec::new()
     }
+    /// After [`CacheSource::artifacts_for_sidecar`] for `path`: whether the engine should hand `path` to it again
+    /// later, and in how long (a look that was put off, or one that should follow a write whose last part may land
+    /// after it). Asked once per call of that method; the engine keeps one such request per path. Default: never.
+    fn look_again_in(&self, _path: &Path) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 #[cfg(test)]

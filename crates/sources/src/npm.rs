@@ -52,12 +52,30 @@ const REFRESH_EVERY: Duration = Duration::from_secs(1);
 const WALK_MARGIN: Duration = Duration::from_secs(2);
 /// cacache's buckets sit in `index-v5/<2>/<2>/`: directories at this depth below `index-v5` hold them.
 const BUCKET_DIR_DEPTH: usize = 2;
+/// Looks at `index-v5` (≈ 0.1 s each at 100k tarballs) begin at least this far apart while npm writes.
+const LOOK_GAP: Duration = Duration::from_secs(1);
 
 /// The npm cache (`<cache>/_cacache`).
 pub struct NpmSource {
     cacache: PathBuf,
     policy: RegistryPolicy,
     index: Mutex<IndexView>,
+    looks: Mutex<Looks>,
+}
+
+/// How the looks at `index-v5` that npm's writes ask for are spaced: the first at once (a new tarball is served in
+/// well under a second), then at most one per [`LOOK_GAP`] while npm keeps writing (a large install does not keep a
+/// core busy with back-to-back looks), and always one more a gap after a look a write asked for: cacache appends the
+/// index line after it moves the blob, and an npm busy extracting can take longer than the watcher's quiet time.
+#[derive(Default)]
+struct Looks {
+    /// When the last look began.
+    last: Option<Instant>,
+    /// npm wrote (a `tmp` path settled) since the last look began.
+    wrote_since: bool,
+    /// A look was put off, or a write asked for the last one: the engine is asked to come back
+    /// (`look_again_in`).
+    again: bool,
 }
 
 /// Which bucket files of `index-v5` name which content, and nothing more: the buckets a lookup needs are read again
@@ -109,6 +127,7 @@ impl NpmSource {
                 refreshed: None,
                 swept_at: SystemTime::now(),
             }),
+            looks: Mutex::new(Looks::default()),
         }
     }
 
@@ -495,16 +514,29 @@ impl CacheSource for NpmSource {
     }
 
     /// A path in `tmp` settled (npm cached something): `index-v5` itself is returned, one work item for the
-    /// indexer however many `tmp` files settle while it waits. For `index-v5`: the buckets created since the last
+    /// indexer however many `tmp` files settle while it waits (and the looks are spaced: [`Looks`]). For `index-v5`: the buckets created since the last
     /// walk are taken into the view (`refresh`, ≈ 0.1 s at 100k tarballs), and the blob of every tarball entry they
     /// have held is returned: a new tarball is seeded now, and a blob whose entry was removed is withdrawn (or
     /// found gone). Packuments are not returned.
     fn artifacts_for_sidecar(&self, path: &Path) -> Vec<PathBuf> {
         if path.parent() == Some(self.tmp_dir().as_path()) {
+            self.looks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .wrote_since = true;
             return vec![self.index_dir()];
         }
         if path != self.index_dir() {
             return Vec::new();
+        }
+        {
+            let mut looks = self.looks.lock().unwrap_or_else(|e| e.into_inner());
+            if looks.last.is_some_and(|last| last.elapsed() < LOOK_GAP) {
+                looks.again = true;
+                return Vec::new();
+            }
+            looks.last = Some(Instant::now());
+            looks.again = std::mem::take(&mut looks.wrote_since);
         }
         let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
         let began = SystemTime::now();
@@ -524,6 +556,19 @@ impl CacheSource for NpmSource {
         view.by_content.sort_unstable();
         view.swept_at = began;
         blobs
+    }
+
+    /// `index-v5` again when a look was put off or a write asked for the last one: a gap after the last look.
+    fn look_again_in(&self, path: &Path) -> Option<Duration> {
+        if path != self.index_dir() {
+            return None;
+        }
+        let mut looks = self.looks.lock().unwrap_or_else(|e| e.into_inner());
+        if !std::mem::take(&mut looks.again) {
+            return None;
+        }
+        let since_last = looks.last.map_or(LOOK_GAP, |last| last.elapsed());
+        Some(LOOK_GAP.saturating_sub(since_last))
     }
 
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact> {

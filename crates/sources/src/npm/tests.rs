@@ -79,11 +79,50 @@ impl Cache {
 
 /// What the engine does when npm cached something: a settled `tmp` path asks for a look at `index-v5`, and that
 /// look names the blobs to look at again.
+/// (The looks' spacing is left out: `looks_are_spaced_while_npm_writes_and_one_follows_the_last_write`.)
 fn look(source: &NpmSource, cache: &Cache) -> Vec<PathBuf> {
     let tmp = cache.cacache().join("tmp/d8a5c0e1");
     let index_dir = cache.cacache().join("index-v5");
     assert_eq!(source.artifacts_for_sidecar(&tmp), vec![index_dir.clone()]);
+    *source.looks.lock().unwrap() = Looks::default();
     source.artifacts_for_sidecar(&index_dir)
+}
+
+#[test]
+fn looks_are_spaced_while_npm_writes_and_one_follows_the_last_write() {
+    let cache = Cache::new();
+    let source = cache.source(policy());
+    let tmp = cache.cacache().join("tmp/0f3e9a21");
+    let index_dir = cache.cacache().join("index-v5");
+    let bytes = b"spaced";
+    let path = cache.put_content(bytes);
+    let key = url_key("https://registry.test/s/-/s-1.0.0.tgz");
+    // No write yet: a look (a scan's, say) asks for nothing more.
+    assert!(source.artifacts_for_sidecar(&index_dir).is_empty());
+    assert_eq!(source.look_again_in(&index_dir), None);
+    *source.looks.lock().unwrap() = Looks::default();
+    // npm writes: the first look is at once, and one more is asked for a gap later.
+    assert_eq!(source.artifacts_for_sidecar(&tmp), vec![index_dir.clone()]);
+    assert_eq!(source.look_again_in(&tmp), None);
+    cache.insert(&key, Some(&sri(bytes)));
+    assert_eq!(source.artifacts_for_sidecar(&index_dir), vec![path.clone()]);
+    let again = source.look_again_in(&index_dir).expect("a follow-up look");
+    assert!(again > LOOK_GAP / 2 && again <= LOOK_GAP, "{again:?}");
+    assert_eq!(source.look_again_in(&index_dir), None, "asked once");
+    // npm writes again within the gap: that look is put off, to the end of the gap.
+    source.artifacts_for_sidecar(&tmp);
+    assert!(source.artifacts_for_sidecar(&index_dir).is_empty());
+    assert!(source
+        .look_again_in(&index_dir)
+        .is_some_and(|d| d <= LOOK_GAP));
+    // After the gap: the look happens, and as a write asked for it, one more follows.
+    std::thread::sleep(LOOK_GAP);
+    assert_eq!(source.artifacts_for_sidecar(&index_dir), vec![path.clone()]);
+    assert!(source.look_again_in(&index_dir).is_some());
+    // That last look, with no write since, asks for nothing more.
+    std::thread::sleep(LOOK_GAP);
+    source.artifacts_for_sidecar(&index_dir);
+    assert_eq!(source.look_again_in(&index_dir), None);
 }
 
 /// Sets the modification time of `path` (a file or a directory).
