@@ -133,7 +133,9 @@ impl DhtShared {
     /// and the book names the key itself (not just another key with the same first 8 digest bytes).
     pub fn is_provided(&self, key: &ProvideKey) -> bool {
         let id = key.id();
-        self.state.lock().unwrap().provided.contains(id) && self.keys_with_id(id).contains(key)
+        let scheduled = self.state.lock().unwrap().provided.contains(id);
+        // The book is asked without the state's lock held (the engine's book reads the index).
+        scheduled && self.keys_with_id(id).contains(key)
     }
 
     /// Every provided key, looked up in the book (for libp2p-kad's republication job, which is off).
