@@ -70,12 +70,12 @@ impl BlockStore for IndexBlockStore {
 /// Every announced key (an artifact's root or checksum CID) is a block in the index while the artifact is seeded,
 /// and leaves with it: nothing to remember or forget.
 impl KeyBook for IndexBlockStore {
-    fn multihashes_with_id(&self, id: KeyId) -> Vec<cid::multihash::Multihash<64>> {
+    fn multihashes_with_id(&self, id: KeyId) -> Option<Vec<cid::multihash::Multihash<64>>> {
         self.index
             .multihashes_with_digest_prefix(&id.to_le_bytes())
             .unwrap_or_else(|err| {
                 tracing::error!(%err, "cannot look a provided key up in the index");
-                Vec::new()
+                None
             })
     }
 }

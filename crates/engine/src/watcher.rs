@@ -351,7 +351,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
             .collect();
         for path in settled {
             pending.remove(&path);
-            if path.is_dir() {
+            if path.is_dir() && new_dir_needs_scan(&shared, &path) {
                 // A new dir (a new registry's cache dir): the files in it may predate the watch.
                 let _ = shared.work.send(Work::Scan);
             } else {
@@ -370,6 +370,21 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
             rescan_at = now + Duration::from_secs(UNWATCHABLE_RESCAN_SECS);
         }
     }
+}
+
+/// Whether the sources watching `dir` want every root scanned for it (a source may know a new directory of its
+/// own holds nothing cached: npm's git clones in `_cacache/tmp`).
+fn new_dir_needs_scan(shared: &Shared, dir: &Path) -> bool {
+    shared
+        .sources()
+        .iter()
+        .filter(|source| {
+            source
+                .watch_roots()
+                .iter()
+                .any(|root| dir.starts_with(root))
+        })
+        .all(|source| source.new_dir_needs_scan(dir))
 }
 
 /// Drops the events already queued, until none has come for [`DRAIN_QUIET_MS`] (at most [`DRAIN_MAX_MS`]): what

@@ -864,12 +864,20 @@ impl Index {
 
     /// The distinct multihashes of the blocks held whose digest starts with `digest_prefix`, among the CID forms
     /// this crate's callers write: CIDv0, and CIDv1 raw or dag-pb, over sha2-256 or sha2-512 (the reprovide
-    /// schedule keeps a key's first 8 digest bytes and looks the key up here). A few short range reads.
+    /// schedule keeps a key's first 8 digest bytes and looks the key up here). A few short range reads; never
+    /// waits: `None` while the file is being compacted ([`Index::compact_if_grown`]), as the caller runs on the
+    /// network's task.
     pub fn multihashes_with_digest_prefix(
         &self,
         digest_prefix: &[u8],
-    ) -> Result<Vec<cid::multihash::Multihash<64>>, IndexError> {
-        let txn = self.begin_read()?;
+    ) -> Result<Option<Vec<cid::multihash::Multihash<64>>>, IndexError> {
+        let txn = match self.db.try_read() {
+            Ok(db) => db.begin_read().map_err(db_err)?,
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::sync::TryLockError::Poisoned(db)) => {
+                db.into_inner().begin_read().map_err(db_err)?
+            }
+        };
         let table = txn.open_multimap_table(BLOCKS).map_err(db_err)?;
         let mut out = Vec::new();
         for cid_prefix in CID_PREFIXES_BY_FORM {
@@ -887,7 +895,7 @@ impl Index {
                 }
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     fn locations(&self, cid: &Cid) -> Result<Vec<Location>, IndexError> {

@@ -135,19 +135,19 @@ impl DhtShared {
         let id = key.id();
         let scheduled = self.state.lock().unwrap().provided.contains(id);
         // The book is asked without the state's lock held (the engine's book reads the index).
-        scheduled && self.keys_with_id(id).contains(key)
+        scheduled && self.keys_with_id(id).is_some_and(|keys| keys.contains(key))
     }
 
     /// Every provided key, looked up in the book (for libp2p-kad's republication job, which is off).
     pub fn provided_keys(&self) -> Vec<ProvideKey> {
         let ids: Vec<KeyId> = self.state.lock().unwrap().provided.ids().collect();
         ids.into_iter()
-            .flat_map(|id| self.keys_with_id(id))
+            .flat_map(|id| self.keys_with_id(id).unwrap_or_default())
             .collect()
     }
 
-    /// The keys the book names for `id`.
-    pub fn keys_with_id(&self, id: KeyId) -> Vec<ProvideKey> {
+    /// The keys the book names for `id` (`None`: cannot tell now).
+    pub fn keys_with_id(&self, id: KeyId) -> Option<Vec<ProvideKey>> {
         keybook::keys_with_id(self.book.as_ref(), id)
     }
 
@@ -271,6 +271,7 @@ impl DhtBehaviour {
     /// part waits until a peer enters the routing table (`RoutingUpdated`); such keys are not even looked up.
     fn provide(&mut self, ids: Vec<KeyId>) {
         let without_peers = self.routing_table_is_empty();
+        let mut not_now = Vec::new();
         let mut ids = ids.into_iter();
         while let Some(id) = ids.next() {
             if !without_peers
@@ -293,7 +294,11 @@ impl DhtBehaviour {
                     continue;
                 }
             }
-            let keys = self.shared.keys_with_id(id);
+            let Some(keys) = self.shared.keys_with_id(id) else {
+                // The book cannot tell now (the index is being compacted): queued again, asked next tick.
+                not_now.push(id);
+                continue;
+            };
             if keys.is_empty() {
                 // The book no longer names it (its artifact is gone): nothing to provide.
                 tracing::debug!(id = %format!("{id:016x}"), "no key with this id any more: not provided");
@@ -317,6 +322,9 @@ impl DhtBehaviour {
                     Err(e) => tracing::warn!(%key, "cannot provide: {e}"),
                 }
             }
+        }
+        if !not_now.is_empty() {
+            self.shared.enqueue(not_now);
         }
     }
 
@@ -817,6 +825,41 @@ mod tests {
         let st = shared.state.lock().unwrap();
         assert!(st.provided.contains(key(1).id()));
         assert!(!st.provided.contains(key(2).id()));
+    }
+
+    /// A book that cannot tell now (the engine's index while it is compacted).
+    struct BusyBook;
+
+    impl KeyBook for BusyBook {
+        fn multihashes_with_id(&self, _: KeyId) -> Option<Vec<cid::multihash::Multihash<64>>> {
+            None
+        }
+    }
+
+    /// An id the book cannot look up now is queued again, and stays scheduled.
+    #[tokio::test]
+    async fn an_id_the_book_cannot_look_up_now_is_queued_again() {
+        let shared = Arc::new(DhtShared::new(Arc::new(BusyBook)));
+        let (_commands, rx) = mpsc::unbounded();
+        let mut dht = DhtBehaviour::new(PeerId::random(), true, false, rx, shared.clone());
+        dht.kad.add_address(
+            &PeerId::random(),
+            "/ip4/192.0.2.1/tcp/4001".parse().unwrap(),
+        );
+        shared
+            .state
+            .lock()
+            .unwrap()
+            .provided
+            .handed_over(key(1).id(), true, unix_now_secs());
+        dht.on_command(DhtCommand::Provide(vec![key(1).id()]));
+        assert!(dht.provide_queries.is_empty());
+        assert_eq!(queued(&shared), HashSet::from([key(1).id()]));
+        assert!(shared.state.lock().unwrap().provided.contains(key(1).id()));
+        assert!(
+            !shared.is_provided(&key(1)),
+            "not answered while it cannot be told"
+        );
     }
 
     #[tokio::test]

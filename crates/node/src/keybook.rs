@@ -14,9 +14,10 @@ use crate::reprovide::{KeyId, ProvideKey};
 /// Names the multihashes of provided keys by id.
 pub trait KeyBook: Send + Sync + 'static {
     /// The multihashes whose digest starts with `id`'s 8 bytes (little endian) among the keys that may be
-    /// provided: one as a rule, none when the key is gone, more only when ids collide. Called on the swarm's
-    /// task: it should answer in microseconds.
-    fn multihashes_with_id(&self, id: KeyId) -> Vec<Multihash<64>>;
+    /// provided: one as a rule, none when the key is gone, more only when ids collide. `None`: cannot tell now
+    /// (the index is being compacted, or failed); the caller asks again later. Called on the swarm's task: it
+    /// must not wait.
+    fn multihashes_with_id(&self, id: KeyId) -> Option<Vec<Multihash<64>>>;
 
     /// Keys being announced. A book backed by storage that holds them already does nothing.
     fn remember(&self, _keys: &[ProvideKey]) {}
@@ -32,13 +33,15 @@ pub struct MemoryKeyBook {
 }
 
 impl KeyBook for MemoryKeyBook {
-    fn multihashes_with_id(&self, id: KeyId) -> Vec<Multihash<64>> {
+    fn multihashes_with_id(&self, id: KeyId) -> Option<Vec<Multihash<64>>> {
         let keys = self.keys.lock().unwrap();
-        keys.get(&id)
-            .into_iter()
-            .flatten()
-            .filter_map(|key| Multihash::from_bytes(&key.multihash_bytes()).ok())
-            .collect()
+        Some(
+            keys.get(&id)
+                .into_iter()
+                .flatten()
+                .filter_map(|key| Multihash::from_bytes(&key.multihash_bytes()).ok())
+                .collect(),
+        )
     }
 
     fn remember(&self, keys: &[ProvideKey]) {
@@ -64,13 +67,16 @@ impl KeyBook for MemoryKeyBook {
     }
 }
 
-/// The keys `book` names for `id`.
-pub(crate) fn keys_with_id(book: &dyn KeyBook, id: KeyId) -> Vec<ProvideKey> {
-    book.multihashes_with_id(id)
-        .iter()
-        .map(ProvideKey::of_multihash)
-        .filter(|key| key.id() == id)
-        .collect()
+/// The keys `book` names for `id` (`None`: cannot tell now).
+pub(crate) fn keys_with_id(book: &dyn KeyBook, id: KeyId) -> Option<Vec<ProvideKey>> {
+    let multihashes = book.multihashes_with_id(id)?;
+    Some(
+        multihashes
+            .iter()
+            .map(ProvideKey::of_multihash)
+            .filter(|key| key.id() == id)
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -89,12 +95,15 @@ mod tests {
         );
         assert_eq!(a.id(), b.id());
         book.remember(&[a.clone(), b.clone(), c.clone(), a.clone()]);
-        assert_eq!(keys_with_id(&book, a.id()), vec![a.clone(), b.clone()]);
-        assert_eq!(keys_with_id(&book, c.id()), vec![c.clone()]);
+        assert_eq!(
+            keys_with_id(&book, a.id()),
+            Some(vec![a.clone(), b.clone()])
+        );
+        assert_eq!(keys_with_id(&book, c.id()), Some(vec![c.clone()]));
         book.forget(std::slice::from_ref(&a));
-        assert_eq!(keys_with_id(&book, a.id()), vec![b.clone()]);
+        assert_eq!(keys_with_id(&book, a.id()), Some(vec![b.clone()]));
         book.forget(&[b, c.clone()]);
-        assert!(keys_with_id(&book, a.id()).is_empty());
-        assert!(keys_with_id(&book, c.id()).is_empty());
+        assert_eq!(keys_with_id(&book, a.id()), Some(vec![]));
+        assert_eq!(keys_with_id(&book, c.id()), Some(vec![]));
     }
 }

@@ -35,8 +35,8 @@ const SHA2_256: u64 = 0x12;
 
 /// A provided key: the multihash of a CID (IPFS provider records are keyed by multihash, so a CIDv0 and a CIDv1
 /// of one file share it). Every root CID pkgseed computes is sha2-256, held inline as its 32-byte digest; other
-/// multihashes (the sha2-512 checksum CIDs of registries that publish sha512) are held whole on the heap. A
-/// schedule entry is 56 bytes where a `Cid` key alone took 96.
+/// multihashes (the sha2-512 checksum CIDs of registries that publish sha512) are held whole on the heap. The
+/// schedule does not hold keys, only their ids ([`KeyId`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProvideKey {
     Sha256([u8; 32]),

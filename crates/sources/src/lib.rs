@@ -317,6 +317,12 @@ pub trait CacheSource: Send + Sync {
     ) -> Result<(ArtifactIdentity, Option<ByteRange>), NotAnArtifact> {
         Ok((self.describe(path)?, None))
     }
+    /// A directory appeared under this source's watched roots and settled: whether its files may predate its watch,
+    /// so every root must be scanned (the default); `false` hands the directory to
+    /// [`CacheSource::artifacts_for_sidecar`] like a file.
+    fn new_dir_needs_scan(&self, _dir: &Path) -> bool {
+        true
+    }
     /// Cheap: the artifact paths whose description depends on `path`, a sidecar the client writes AFTER the
     /// artifact (NuGet's `.nupkg.metadata`, conda's extracted `info/repodata_record.json`). The engine should
     /// re-process those paths when `path` settles. Default: none.

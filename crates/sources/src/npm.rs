@@ -489,8 +489,8 @@ impl CacheSource for NpmSource {
     }
 
     fn roots(&self) -> Vec<PathBuf> {
-        // The parent of `_cacache`: `npm cache clean --force` deletes `_cacache` itself, and a watch on its parent
-        // sees it come back.
+        // The parent of `_cacache`: `npm cache clean --force` deletes `_cacache` itself (the scan that the loss of
+        // the watched `tmp` starts then withdraws everything).
         match self.cacache.parent() {
             Some(parent) => vec![parent.to_path_buf()],
             None => vec![self.cacache.clone()],
@@ -514,9 +514,10 @@ impl CacheSource for NpmSource {
     }
 
     /// A path in `tmp` settled (npm cached something): `index-v5` itself is returned, one work item for the
-    /// indexer however many `tmp` files settle while it waits (and the looks are spaced: [`Looks`]). For `index-v5`: the buckets created since the last
-    /// walk are taken into the view (`refresh`, ≈ 0.1 s at 100k tarballs), and the blob of every tarball entry they
-    /// have held is returned: a new tarball is seeded now, and a blob whose entry was removed is withdrawn (or
+    /// indexer however many `tmp` files settle while it waits (and the looks are spaced: [`Looks`]). For
+    /// `index-v5`, a look: the buckets in the bucket directories changed since the last look began (`walk_buckets`,
+    /// ≈ 0.1 s at 100k tarballs) are taken into the view, and the blob of every tarball entry they have held is
+    /// returned: a new tarball is seeded now, and a blob whose entry was removed is withdrawn (or
     /// found gone). Packuments are not returned.
     fn artifacts_for_sidecar(&self, path: &Path) -> Vec<PathBuf> {
         if path.parent() == Some(self.tmp_dir().as_path()) {
@@ -569,6 +570,12 @@ impl CacheSource for NpmSource {
         }
         let since_last = looks.last.map_or(LOOK_GAP, |last| last.elapsed());
         Some(LOOK_GAP.saturating_sub(since_last))
+    }
+
+    /// A directory in `tmp` is a git clone pacote makes there (`cacache.tmp.withTmp`), not cached content: it
+    /// asks for a look like a file there does, not for a scan of every root.
+    fn new_dir_needs_scan(&self, dir: &Path) -> bool {
+        !dir.starts_with(self.tmp_dir())
     }
 
     fn describe(&self, path: &Path) -> Result<ArtifactIdentity, NotAnArtifact> {

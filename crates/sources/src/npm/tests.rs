@@ -540,6 +540,16 @@ fn an_index_line_that_lands_late_points_back_at_its_blob() {
         .is_empty());
     // Only tmp is watched.
     assert_eq!(source.watch_roots(), vec![cache.cacache().join("tmp")]);
+    // A git clone pacote makes in tmp asks for a look, not for a scan of every root; elsewhere a new dir does.
+    let clone = cache.cacache().join("tmp/git-clone-3fa1b2c4");
+    assert!(!source.new_dir_needs_scan(&clone));
+    assert!(!source.new_dir_needs_scan(&clone.join("lib")));
+    assert_eq!(
+        source.artifacts_for_sidecar(&clone),
+        vec![cache.cacache().join("index-v5")]
+    );
+    assert!(source.artifacts_for_sidecar(&clone.join("lib")).is_empty());
+    assert!(source.new_dir_needs_scan(&cache.cacache().join("content-v2/sha512/ab")));
 }
 
 #[test]
