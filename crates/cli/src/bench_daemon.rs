@@ -467,7 +467,7 @@ pub(crate) fn write_crate(
 
 /// npm's cache entry for a tarball fetched from the synthetic registry, written in cacache's order: the blob
 /// (through `tmp/`) under `content-v2/sha512/<2>/<2>/<124 hex>`, then the `index-v5` entry naming it. The daemon
-/// watches only `index-v5`: the entry's bucket is the event that brings the blob in.
+/// watches only `tmp/`: the blob's move out of it asks for a look at `index-v5`, which finds the entry's bucket.
 pub(crate) fn write_npm_tarball(
     npm_cache: &Path,
     name: &str,

@@ -244,13 +244,27 @@ impl NpmSource {
     /// bucket on the first walk).
     fn refresh(&self, view: &mut IndexView) {
         let began = SystemTime::now();
-        let sorted_len = view.by_content.len();
-        self.walk_buckets(view.walked_at, |path| {
-            self.add_bucket(view, sorted_len, path, &Self::read_bucket(path));
-        });
-        view.by_content.sort_unstable();
+        let since = view.walked_at;
+        self.take_in_buckets(view, since, |_| {});
         view.walked_at = Some(began);
         view.refreshed = Some(Instant::now());
+    }
+
+    /// Takes into the view every bucket [`NpmSource::walk_buckets`] finds changed since `since`, handing each
+    /// bucket's lines (removed entries included) to `on_lines` first.
+    fn take_in_buckets(
+        &self,
+        view: &mut IndexView,
+        since: Option<SystemTime>,
+        mut on_lines: impl FnMut(&[(String, Option<CacacheEntry>)]),
+    ) {
+        let sorted_len = view.by_content.len();
+        self.walk_buckets(since, |path| {
+            let lines = bucket_lines(&Self::bucket_bytes(path));
+            on_lines(&lines);
+            self.add_bucket(view, sorted_len, path, &live_entries(lines));
+        });
+        view.by_content.sort_unstable();
     }
 
     /// Calls `on_bucket` with every bucket file of `index-v5` created or modified since `since` (less
@@ -541,21 +555,14 @@ impl CacheSource for NpmSource {
         }
         let mut view = self.index.lock().unwrap_or_else(|e| e.into_inner());
         let began = SystemTime::now();
-        let mut buckets = Vec::new();
-        self.walk_buckets(Some(view.swept_at), |path| buckets.push(path.to_path_buf()));
-        let sorted_len = view.by_content.len();
+        let since = view.swept_at;
         let mut blobs: Vec<PathBuf> = Vec::new();
-        for bucket in buckets {
-            let lines = bucket_lines(&Self::bucket_bytes(&bucket));
-            for blob in self.tarball_blobs(&lines) {
-                if !blobs.contains(&blob) {
-                    blobs.push(blob);
-                }
-            }
-            self.add_bucket(&mut view, sorted_len, &bucket, &live_entries(lines));
-        }
-        view.by_content.sort_unstable();
+        self.take_in_buckets(&mut view, Some(since), |lines| {
+            blobs.extend(self.tarball_blobs(lines));
+        });
         view.swept_at = began;
+        blobs.sort_unstable();
+        blobs.dedup();
         blobs
     }
 
